@@ -90,9 +90,16 @@ if len(sys.argv) > 2:  # held to a thread's tokens cap in a SQLite store, as a c
     def spend(total, models):
         return None if reached(store, held, Running(float(sum(total.values())))) is None else "capped"
     admit = None
-    if len(sys.argv) > 3:  # admitted before it is forwarded: another request is always in flight
+    if len(sys.argv) > 3:  # admitted before it is forwarded, as a run's WireHold does: another in flight
+        from types import SimpleNamespace
+        from baton.runner.capped import WireHold
+        from baton.settings import load_settings
+        hold = WireHold.__new__(WireHold)
+        settings = load_settings(overrides={"home": sys.argv[2] + ".home"}, environ={})
+        hold.ctx = SimpleNamespace(settings=settings, tables=store)
+        hold.held, hold.reached, hold.unpriced_said, hold.standings = held, None, False, None
         admitted.flying.append(("m", 1000))
-        admit = spend
+        spend, admit = (lambda total, models: hold.spend(total, models, lambda event: None)), hold.admit
     admitted.guard = gateway.Guard(spend, lambda status, headers, body: None, None, admit)
 print(admitted.url, admitted.token, flush=True)
 sys.stdin.read()

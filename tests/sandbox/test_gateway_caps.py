@@ -144,7 +144,7 @@ def _wire_hold(settings: Settings, store: Any, holds: Holds) -> WireHold:
     """A turn's :class:`WireHold` on ``holds``, without a run around it."""
     hold = WireHold.__new__(WireHold)
     hold.ctx = cast(Any, SimpleNamespace(settings=settings, tables=store))
-    hold.held, hold.reached, hold.unpriced_said = holds, None, False
+    hold.held, hold.reached, hold.unpriced_said, hold.standings = holds, None, False, None
     return hold
 
 

@@ -87,19 +87,33 @@ def reached(store: Transactions, holds: Holds, running: Running | None = None) -
     ``running``: what a turn that is running has spent so far (:class:`Running`); only the tokens caps,
     and the USD caps when its cost is known, are held to then, each as the scope's spend plus the
     turn's (its minutes and its count were held to as it started)."""
+    return reached_of(standings(store, holds, running), running)
+
+
+def standings(store: Transactions, holds: Holds, running: Running | None = None) -> list[list[Standing]]:
+    """Each scope's :func:`standing` that :func:`reached` holds ``running`` to (one query a scope with a
+    cap): kept by a running turn's gateway to admit its requests between two replies without a query."""
     held = [] if running is None else [m for m in Measure if running.of(m) is not None]
+    found = []
     for scope, subject, caps in holds.scopes(store):
         if not caps.set() or (running is not None and all(caps.get(m) is None for m in held)):
             continue
-        for found in standing(store, scope, subject, caps):
+        found.append(standing(store, scope, subject, caps))
+    return found
+
+
+def reached_of(found: list[list[Standing]], running: Running | None = None) -> Reached | None:
+    """:func:`reached` on standings already read (:func:`standings`)."""
+    for scope in found:
+        for each in scope:
             if running is not None:
-                turn = running.of(found.measure)
+                turn = running.of(each.measure)
                 if turn is None:
                     continue
-                found = replace(found, spent=found.spent + turn)
-            if found.reached:
-                assert found.limit is not None
-                return Reached(scope, subject, found.measure, found.spent, found.limit)
+                each = replace(each, spent=each.spent + turn)
+            if each.reached:
+                assert each.limit is not None
+                return Reached(each.scope, each.subject, each.measure, each.spent, each.limit)
     return None
 
 

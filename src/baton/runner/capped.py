@@ -27,7 +27,7 @@ from baton.settings import Settings
 from baton.store.base import RunStore, Transactions
 
 if TYPE_CHECKING:
-    from baton.caps.check import Holds
+    from baton.caps.check import Holds, Standing
 
 
 def run_caps(request: RunRequest) -> Caps:
@@ -77,13 +77,14 @@ class WireHold:
         self.held = holds(ctx.settings, ctx.tables, ctx.key, ctx.request)
         self.reached: Reached | None = None
         self.unpriced_said = False  # the run's events said its cost is unknown
+        self.standings: list[list[Standing]] | None = None  # read at the last reply: what admit holds to
 
     def spend(
         self, total: dict[str, int], models: dict[str, dict[str, int]], note: Callable[[dict[str, Any]], None]
     ) -> str | None:
         # lazy: cold CLI
         from baton.caps import prices
-        from baton.caps.check import Running, reached
+        from baton.caps.check import Running, reached_of, standings
         from baton.caps.spend import TOKENS
 
         tokens = float(sum(total.get(name, 0) for name in TOKENS))
@@ -93,7 +94,9 @@ class WireHold:
             if usd is None and not self.unpriced_said and self._usd_capped():
                 self.unpriced_said = True
                 note(_unpriced(prices.unpriced(price_list, models)))
-            self.reached = self.reached or reached(self.ctx.tables, self.held, Running(tokens, usd))
+            running = Running(tokens, usd)
+            self.standings = standings(self.ctx.tables, self.held, running)
+            self.reached = self.reached or reached_of(self.standings, running)
         if self.reached is None:
             return None
         return (
@@ -107,14 +110,17 @@ class WireHold:
         say now (the reply's check holds)."""
         # lazy: cold CLI
         from baton.caps import prices
-        from baton.caps.check import Running, reached
+        from baton.caps.check import Running, reached_of, standings
         from baton.caps.spend import TOKENS
 
         tokens = float(sum(total.get(name, 0) for name in TOKENS))
         found = None
         with contextlib.suppress(BatonError):
             usd = prices.cost(self.ctx.settings.model_price_list, models)
-            found = reached(self.ctx.tables, self.held, Running(tokens, usd))
+            running = Running(tokens, usd)
+            if self.standings is None:  # no reply yet: read once, then held to until the next reply
+                self.standings = standings(self.ctx.tables, self.held, running)
+            found = reached_of(self.standings, running)
         if found is None:
             return None
         return (

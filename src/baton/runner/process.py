@@ -49,19 +49,30 @@ def _with_death_signal(argv: list[str]) -> tuple[list[str], Callable[[], None] |
     return argv, _die_with_parent
 
 
-def _born_in(doors: list[int], then: Callable[[], None] | None) -> Callable[[], None] | None:
-    """The child's ``preexec_fn``: into the run's groups through ``doors`` (so nothing it forks, however
-    early, is outside them), then ``then``. It costs the start a fork of the runner instead of a
-    ``vfork`` (bench/bench_spawn.py); without a group, nothing."""
+# The child enters its run's group through the door baton opened (cgroups.RunGroup.doors) in a bash
+# that then execs it (same pid): the start stays a vfork (a preexec_fn would fork the whole runner,
+# ~8 ms at this size: bench 17a). ``-p``: no BASH_ENV read, no function taken from the environment.
+BASH = shutil.which("bash")
+_ENTER = '{ echo 0 >&"$1"; } 2>/dev/null; eval "exec $1>&-"; shift; exec "$@"'
+
+
+def _born_in(
+    command: list[str], doors: list[int], then: Callable[[], None] | None
+) -> tuple[list[str], Callable[[], None] | None, tuple[int, ...]]:
+    """``command``, the child's ``preexec_fn`` and the fds it keeps, so that it enters the run's group
+    through ``doors`` before its exec (nothing it forks, however early, is outside it): through bash
+    where there is one, else in a ``preexec_fn``; without a group, as it is."""
     if not doors:
-        return then
+        return command, then, ()
+    if BASH is not None and len(doors) == 1:
+        return [BASH, "-p", "-c", _ENTER, "baton-enter", str(doors[0]), *command], then, (doors[0],)
 
     def preexec() -> None:
         enter_groups(doors)
         if then is not None:
             then()
 
-    return preexec
+    return command, preexec, ()
 
 
 @dataclass
@@ -210,7 +221,7 @@ def _start(
         head, name = os.path.split(argv[0])  # hold `/a/x` and not `/a/b` of `/a/b/../x`
         argv = [os.path.join(os.path.realpath(head), name), *argv[1:]]
     command, then = _with_death_signal(argv)
-    preexec = _born_in(doors or [], then)
+    command, preexec, kept = _born_in(command, doors or [], then)
 
     def popen() -> subprocess.Popen[bytes]:
         return subprocess.Popen(
@@ -222,6 +233,7 @@ def _start(
             stderr=subprocess.PIPE,
             start_new_session=True,
             preexec_fn=preexec,
+            pass_fds=kept,
         )
 
     try:

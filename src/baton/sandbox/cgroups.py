@@ -242,16 +242,20 @@ class RunGroup:
                 self._write("cpu", "cpu.cfs_quota_us", str(quota))
 
     def doors(self) -> list[int]:
-        """Each of the run's ``cgroup.procs``, opened for writing now, by the runner (the walled child
-        could not open them; the kernel judges a move by the opener's credentials): the child writes
-        ``0`` to each between its fork and its exec (:func:`enter`), so the agent or setup is born in the
-        run's groups and nothing it forks, however early, is outside them. Close-on-exec: the process
-        never holds them. The caller closes them once the child has started."""
-        found = []
-        for path in self.dirs.values():
-            with contextlib.suppress(OSError):
-                found.append(os.open(path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
-        return found
+        """The ``cgroup.procs`` of the run's tracking group (the one its end kills and counts), opened
+        for writing now, by the runner (the walled child could not open it; the kernel judges a move by
+        the opener's credentials): the child writes ``0`` to it between its fork and its exec
+        (:func:`enter`), so the agent or setup is born in it and nothing it forks, however early, outlives
+        the run. Each move waits for the kernel's cgroup lock, so only this one is made before the exec:
+        the limits' groups (v1 ``memory``, ``cpu``) are entered right after (:meth:`add`). Close-on-exec:
+        the process never holds it. The caller closes it once the child has started."""
+        tracker = self._tracker()
+        if tracker is None:
+            return []
+        try:
+            return [os.open(tracker / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)]
+        except OSError:
+            return []
 
     def add(self, pid: int) -> None:
         """Move ``pid``, then every descendant it has by then, into the run's groups: behind
