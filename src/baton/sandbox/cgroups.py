@@ -244,11 +244,12 @@ class RunGroup:
     def doors(self) -> list[int]:
         """The ``cgroup.procs`` of the run's tracking group (the one its end kills and counts), opened
         for writing now, by the runner (the walled child could not open it; the kernel judges a move by
-        the opener's credentials): the child writes ``0`` to it between its fork and its exec
-        (:func:`enter`), so the agent or setup is born in it and nothing it forks, however early, outlives
-        the run. Each move waits for the kernel's cgroup lock, so only this one is made before the exec:
-        the limits' groups (v1 ``memory``, ``cpu``) are entered right after (:meth:`add`). Close-on-exec:
-        the process never holds it. The caller closes it once the child has started."""
+        the opener's credentials). The child writes ``0`` to it between its fork and its exec (from a
+        ``bash -p`` that then execs it: :mod:`baton.runner.process`; else :func:`enter`), so the agent
+        or setup is born in it and nothing it forks, however early, outlives the run. Each move waits
+        for the kernel's cgroup lock, so only this one is made before the exec: the limits' groups (v1
+        ``memory``, ``cpu``) are entered right after (:meth:`add`). Close-on-exec: the process never
+        holds it. The caller closes it once the child has started."""
         tracker = self._tracker()
         if tracker is None:
             return []
