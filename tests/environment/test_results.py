@@ -3,8 +3,10 @@ a worktree without writing over or through what it holds, relocated in text file
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 from baton.environment.results import find, give, tracked
 from tests.conftest import git, make_repo
@@ -52,3 +54,23 @@ def test_give_never_writes_through_a_link_in_the_worktree(tmp_path: Path) -> Non
     given = give(tree, worktree, ["sub/node_modules"])
     assert given.copied == [] and given.kept == ["sub/node_modules"]
     assert list(outside.iterdir()) == []
+
+
+def test_a_path_written_percent_encoded_or_json_escaped_is_relocated_too(tmp_path: Path) -> None:
+    """An editable install's ``direct_url.json`` names the tree as a ``file://`` URL (``@`` as ``%40``,
+    as in the prepared tree's ``@<id>``), and a JSON file escapes a non-ASCII name: both spellings are
+    relocated, so ``pip list -e`` in a thread names the thread."""
+    tree, worktree = tmp_path / "prepared/@abc/trée", tmp_path / "wt@2/ïssue"
+    site = tree / ".venv/lib/site-packages/proj-0.1.dist-info"
+    site.mkdir(parents=True)
+    url = "file://" + quote(str(tree), safe="/")
+    (site / "direct_url.json").write_text(json.dumps({"url": url, "dir_info": {"editable": True}}))
+    (site / "paths.json").write_text(json.dumps({"root": str(tree)}))  # ensure_ascii: \\u00e9
+    worktree.mkdir(parents=True)
+    give(tree, worktree, [".venv"])
+    moved = worktree / ".venv/lib/site-packages/proj-0.1.dist-info"
+    assert json.loads((moved / "direct_url.json").read_text())["url"] == "file://" + quote(
+        str(worktree), safe="/"
+    )
+    assert json.loads((moved / "paths.json").read_text())["root"] == str(worktree)
+    assert "%40abc" not in (moved / "direct_url.json").read_text()

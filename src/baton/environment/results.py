@@ -11,11 +11,13 @@ are left as they are and counted apart.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from baton.files import atomic_write_bytes
 from baton.workspace.gitcmd import run_git
@@ -87,6 +89,22 @@ def give(tree: Path, worktree: Path, results: list[str]) -> Given:
     return given
 
 
+def spellings(old: bytes, new: bytes) -> list[tuple[bytes, bytes]]:
+    """The ways a path is written in the files a setup makes, each with its relocated form: as it is,
+    percent-encoded (a ``file://`` URL: an editable install's ``direct_url.json`` writes ``@`` as
+    ``%40``) and JSON-escaped (a non-ASCII name as ``\\uXXXX``)."""
+    found = [(old, new)]
+    text_old, text_new = os.fsdecode(old), os.fsdecode(new)
+    for pair in (
+        (quote(text_old, safe="/"), quote(text_new, safe="/")),
+        (json.dumps(text_old)[1:-1], json.dumps(text_new)[1:-1]),
+    ):
+        encoded = (pair[0].encode(), pair[1].encode())
+        if encoded[0] != old and encoded not in found:
+            found.append(encoded)
+    return found
+
+
 def _real_dirs(root: Path, rel: Path) -> bool:
     """Whether every component of ``rel`` under ``root`` is a directory, not a link, or is missing
     (made by the copy): a link the worktree holds is never written through."""
@@ -143,7 +161,10 @@ def _relocate_one(path: Path, old: bytes, new: bytes, given: Given) -> None:
             given.binary += 1
             return
         data = head + file.read()
-    if old in data:
-        atomic_write_bytes(path, data.replace(old, new), stat.S_IMODE(info.st_mode))
+    pairs = [(o, n) for o, n in spellings(old, new) if o in data]
+    if pairs:
+        for written, relocated in pairs:
+            data = data.replace(written, relocated)
+        atomic_write_bytes(path, data, stat.S_IMODE(info.st_mode))
         os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
         given.rewritten += 1
