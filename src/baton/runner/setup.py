@@ -57,7 +57,7 @@ def prepare_environment(ctx: Context, prepared: Prepared) -> Setup:
     if ctx.access == Access.READ:
         return Setup()
     try:
-        image = prepared.container.image if prepared.container is not None else None
+        image = prepared.container.identity if prepared.container is not None else None
         plan = discover(prepared.worktree, ctx.request.setup, image)
     except Unreadable as exc:
         return Setup("environment: the repository's setup cannot be used", error=f"environment: {exc}")

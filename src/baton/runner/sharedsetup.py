@@ -58,7 +58,7 @@ def share(ctx: Context, prepared: Prepared, log: Path) -> Shared:
         return Shared()
     home, slug = ctx.settings.home, ctx.key.repo.slug
     # a container's preparation is its image's: never one made on the host, nor in another image
-    image = f"\0image {prepared.container.image}" if prepared.container is not None else ""
+    image = f"\0image {prepared.container.identity}" if prepared.container is not None else ""
     tree = trees.PreparedTree.of(home, slug, trees.prepared_id(commit, (ctx.request.setup or "") + image))
     timeout = ctx.settings.setup_timeout + WAIT_MARGIN if ctx.settings.setup_timeout else None
     started = time.monotonic()
@@ -94,7 +94,7 @@ def _prepare(ctx: Context, tree: trees.PreparedTree, commit: str, log: Path, pre
     cache = ctx.workdirs.cache_path(ctx.key.repo)
     admin = trees.make(tree, ctx.settings.home, cache, commit, ctx.workdirs.git_env(ctx.key.agent))
     try:
-        image = prepared.container.image if prepared.container is not None else None
+        image = prepared.container.identity if prepared.container is not None else None
         plan = discover(tree.tree, ctx.request.setup, image)
     except Unreadable:
         plan = None

@@ -56,11 +56,13 @@ def ensure_image(
     context: Path | None,
     args: Mapping[str, str],
     timeout: float | None,
-) -> bool:
+) -> tuple[bool, str]:
     """``tag`` present in the engine: built from ``dockerfile`` when it is missing (never pulled); True
-    when it was built now. :class:`AgentError` with the output's tail when it cannot be had."""
-    if _run([engine, "image", "inspect", "--format", "{{.Id}}", tag], QUICK).returncode == 0:  # docker's too
-        return False
+    when it was built now, and the image's id (its content: a tag rebuilt is another id; ``""`` when
+    the engine does not say). :class:`AgentError` with the output's tail when it cannot be had."""
+    found = _run([engine, "image", "inspect", "--format", "{{.Id}}", tag], QUICK)  # docker's too
+    if found.returncode == 0:
+        return False, found.stdout.strip()
     if dockerfile is None or context is None:
         raise AgentError(f"the image {tag} is not in {Path(engine).name}'s storage (baton never pulls)")
     argv = [engine, "build", "--pull=never", "--network", "host", "-f", str(dockerfile), "-t", tag]
@@ -72,7 +74,8 @@ def ensure_image(
         raise AgentError(
             f"building the image from {dockerfile.name} failed (exit {done.returncode}):\n{tail}"
         )
-    return True
+    built = _run([engine, "image", "inspect", "--format", "{{.Id}}", tag], QUICK)
+    return True, built.stdout.strip() if built.returncode == 0 else ""
 
 
 def _run(argv: list[str], timeout: float | None) -> subprocess.CompletedProcess[str]:
@@ -93,6 +96,13 @@ class Container:
     engine: str  # the engine's executable (absolute)
     image: str  # a reference the engine has
     env: dict[str, str] = field(default_factory=dict)  # the image's containerEnv (data, no secret)
+    image_id: str = ""  # the image's id, as the engine has it now ("": unknown)
+
+    @property
+    def identity(self) -> str:
+        """The image as its content (its id; else its reference): what a preparation made in it is
+        keyed by, so an image rebuilt under the same tag is prepared again."""
+        return self.image_id or self.image
 
     def command(
         self,

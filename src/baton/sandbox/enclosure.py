@@ -250,8 +250,8 @@ def container_for(
     from baton.sandbox import container
 
     path = container.engine_path(engine)
-    built = container.ensure_image(path, tag, dockerfile, context, args or {}, timeout)
-    return container.Container(path, tag, env), built
+    built, image_id = container.ensure_image(path, tag, dockerfile, context, args or {}, timeout)
+    return container.Container(path, tag, env, image_id), built
 
 
 def _namespaced(spawn: Spawn, out: Egress) -> Spawn:
