@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import re
 import secrets
 import socket
 import threading
@@ -47,6 +48,8 @@ BROKEN = (
 )
 HOP_REPLY = (*HOP, "transfer-encoding", "content-length")
 REFUSAL_LIMIT = 64 * 1024  # the part of a model API's 429 body kept to read the limit it names
+MODEL_HEAD = 64 * 1024  # where a request body's model is looked for (estimate)
+_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
 
 
 @dataclass(frozen=True)
@@ -231,15 +234,15 @@ async def _request(
 
 
 def estimate(api: ModelApi, path: str, body: bytes) -> tuple[str, int]:
-    """What a request may spend, estimated from it: its model (the body's ``model``, Gemini's path's)
-    and its input tokens (a token for each 4 bytes of its body: JSON's overhead makes it high)."""
+    """What a request may spend, estimated from it, never parsing it whole (a body is up to 64 MiB, and
+    this runs on the gateway's loop): its model (the first ``"model": "…"`` of the body's head, which
+    a string inside it cannot spell unescaped; Gemini's path's) and its input tokens (a token for each
+    4 bytes of its body: JSON's overhead makes it high)."""
     model = ""
     if api == ModelApi.GEMINI:
         model = path.rsplit("/models/", 1)[-1].split(":", 1)[0] if "/models/" in path else ""
-    else:
-        with contextlib.suppress(ValueError, UnicodeDecodeError):
-            found = json.loads(body).get("model") if body.startswith(b"{") else None
-            model = found if isinstance(found, str) else ""
+    elif found := _MODEL.search(body, 0, MODEL_HEAD):
+        model = found.group(1).decode("utf-8", "replace")
     return model, max(1, len(body) // 4)
 
 
