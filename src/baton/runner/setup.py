@@ -98,7 +98,7 @@ def _own(
         f"environment: {before + '; then ' if before else ''}{what} from {plan.summary(maintain)} "
         f"({plan.why}; {why})"
     )
-    undone = _undo(wt, was, what)
+    undone = _undo(wt, was)
     said += f" ({undone})" if undone else ""
     if failed is not None:
         outcome, error = failed
@@ -131,7 +131,7 @@ def _went_on(plan: SetupPlan, what: str, said: str, error: str, log: Path) -> Se
     return Setup(note, text, log=log)
 
 
-def _undo(wt: WorktreeGit | None, was: setupundo.Before | None, what: str) -> str | None:
+def _undo(wt: WorktreeGit | None, was: setupundo.Before | None) -> str | None:
     """What the setup changed of the worktree's commit, HEAD and tracked files, put back; said."""
     if wt is None or was is None:
         return None
