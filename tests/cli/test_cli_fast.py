@@ -240,7 +240,9 @@ RUN_PATH_PACKAGES = {"annotated_doc", "baton", "platformdirs", "shellingham", "t
 # Raised to 106 on 2026-11-27, on purpose: every run reads its egress policy (baton.allowlist,
 # baton.sandbox.egress) and asks whether its key has a setup (baton.environment); the rest of both
 # (the proxy, the namespace, the setup's runner) loads only for a run that uses it.
-RUN_PATH_MODULES, RUN_PATH_BATON_MODULES = 300, 106
+# Raised to 107 on 2026-11-29, on purpose: every agent start reads what its PATH's toolchains need
+# (baton.sandbox.toolchains: a version manager's root opened in the walls).
+RUN_PATH_MODULES, RUN_PATH_BATON_MODULES = 300, 107
 SERVICE_PACKAGES = {"fastapi", "starlette", "httpx", "celery", "kombu", "uvicorn", "redis", "jinja2"}
 
 
