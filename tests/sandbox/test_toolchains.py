@@ -97,3 +97,26 @@ def test_batons_own_virtualenv_never_reaches_the_agents_path(tmp_path: Path) -> 
     env = agent_env(environ, (), (), {}, tmp_path / "home", tmp_path / "tmp")
     assert env["PATH"] == os.pathsep.join(["/opt/tools/bin", "/usr/bin", "/bin"])
     assert "VIRTUAL_ENV" not in env
+
+
+def test_doctor_lists_the_toolchains_an_agent_sees_and_those_outside_the_walls(
+    machine: Path, tmp_path: Path
+) -> None:
+    """``baton doctor`` runs each tool found on the agent's PATH for its version, as an agent would
+    reach it, and warns of one that resolves where the walls open nothing (a link out of its entry)."""
+    from baton.housekeeping.doctor import check_toolchains
+
+    said = check_toolchains(os.environ)
+    assert said.status.value == "ok", said
+    assert (
+        "cargo: cargo 1.99 (the toolchain)" in said.detail
+        and "npm: npm 10 (from the prefix lib)" in said.detail
+    )
+    elsewhere = tmp_path / "elsewhere"
+    script(elsewhere / "go", 'echo "go version go1.99"')
+    links = tmp_path / "links"
+    links.mkdir()
+    os.symlink(elsewhere / "go", links / "go")
+    environ = {**os.environ, "PATH": f"{links}{os.pathsep}{os.environ['PATH']}"}
+    warned = check_toolchains(environ)
+    assert warned.status.value == "warn" and f"outside the walls: go ({elsewhere / 'go'})" in warned.detail

@@ -30,8 +30,10 @@ from baton.housekeeping import privacy
 from baton.housekeeping.quotas import held_lines
 from baton.install import agents_hint
 from baton.models import SessionRecord
-from baton.sandbox import contain, egress
+from baton.sandbox import contain, egress, toolchains
+from baton.sandbox.agentenv import without_baton
 from baton.sandbox.confine import describe
+from baton.sandbox.walls import SYSTEM
 from baton.settings import Settings
 from baton.store import store_for
 from baton.store.migrations import MIGRATIONS
@@ -338,6 +340,7 @@ def run_doctor(
         check_egress(settings),
         check_model_gateway(settings, environ),
         check_containment(settings),
+        check_toolchains(environ),
         check_services(settings),
         *agents,
     ]
@@ -441,6 +444,18 @@ def check_containment(settings: Settings) -> Check:
     limits), or only the subreaper: a warning, since then only the timeout bounds a run."""
     grouped, detail = contain.describe(settings)
     return Check("run containment", CheckStatus.OK if grouped else CheckStatus.WARN, detail)
+
+
+def check_toolchains(environ: Mapping[str, str]) -> Check:
+    """The toolchains an agent and a setup find on their ``PATH`` (baton's virtualenv taken off it) and
+    their versions; a warning naming each the walls would not open (:mod:`baton.sandbox.toolchains`)."""
+    path = without_baton(environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin")
+    tools = toolchains.seen(path, environ, SYSTEM)
+    said = "; ".join(f"{t.name}: {t.version}" for t in tools) or "none of python3, node, npm, cargo, go, java"
+    outside = [f"{t.name} ({t.path})" for t in tools if not t.walled]
+    if outside:
+        return Check("toolchains", CheckStatus.WARN, f"{said}; outside the walls: {', '.join(outside)}")
+    return Check("toolchains", CheckStatus.OK, said)
 
 
 def check_services(settings: Settings) -> Check:

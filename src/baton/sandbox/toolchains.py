@@ -12,6 +12,8 @@ or a system prefix: those would open what is beside the toolchains.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,3 +69,49 @@ def toolchains(path: str, environ: Mapping[str, str] = os.environ) -> Toolchains
         elif real.name == "bin" and (parent / "lib").is_dir():
             roots[str(parent)] = None  # a prefix: nvm's node, uv's Python, Homebrew
     return Toolchains(tuple(roots), env)
+
+
+# what `baton doctor` asks the agent's PATH for, and how each says its version
+TOOLS = {"python3": "--version", "node": "--version", "npm": "--version", "cargo": "--version"}
+TOOLS |= {"go": "version", "java": "--version", "rustc": "--version", "ruby": "--version"}
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One tool on the agent's ``PATH``, for ``baton doctor``."""
+
+    name: str
+    path: str  # what it resolves to
+    version: str  # its first line, or why it said none
+    walled: bool  # the walls open it (a system directory, a PATH entry, a toolchain's root)
+
+
+def seen(path: str, environ: Mapping[str, str], system: tuple[str, ...]) -> list[Seen]:
+    """The tools of :data:`TOOLS` found on ``path`` (the agent's), each run for its version with the
+    variables the walls' agents get, and whether the walls open what it resolves to (``system``: the
+    walls' system directories)."""
+    found = toolchains(path, environ)
+    opened = [
+        os.path.realpath(p) for p in (*system, *path.split(os.pathsep), *found.roots) if os.path.isabs(p)
+    ]
+    env = {**{k: v for k, v in environ.items() if k in ("HOME", "LANG", "USER")}, **found.env, "PATH": path}
+    tools = []
+    for name, flag in TOOLS.items():
+        where = shutil.which(name, path=path)
+        if where is None:
+            continue
+        real = os.path.realpath(where)
+        inside = any(real == root or real.startswith(root.rstrip("/") + "/") for root in opened)
+        tools.append(Seen(name, real, _version(where, flag, env), inside))
+    return tools
+
+
+def _version(program: str, flag: str, env: dict[str, str]) -> str:
+    try:
+        done = subprocess.run(
+            [program, flag], env=env, capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"did not answer ({exc})"[:120]
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    return lines[0][:80] if done.returncode == 0 and lines else f"exit {done.returncode}"
