@@ -19,7 +19,7 @@ import pytest
 
 from baton.cli import render
 from baton.store import Store
-from tests.conftest import BATON
+from tests.conftest import BATON, make_repo
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 NARROW = {"COLUMNS": "80"}
@@ -335,3 +335,13 @@ def test_runs_show_prints_an_actor_there_is(capsys: pytest.CaptureFixture[str]) 
 
     print_run({"run_id": "r1", "agent": "fake", "actor": "ci-bot", "error": None})
     assert "actor: ci-bot\n" in capsys.readouterr().out
+
+
+def test_logs_show_the_setup_that_ran_before_the_agent(cli: Cli, cli_here: Cli, tmp_path: Path) -> None:
+    """A turn whose repository's setup ran and succeeded: ``runs logs`` shows the setup's command and
+    what it printed before the agent's log."""
+    repo = make_repo(tmp_path / "r", {".baton/setup.sh": "echo hello from the setup\n"})
+    ran = json.loads(cli("run", "-a", "fake", "-r", str(repo), "-t", "s", "--json", "hi").stdout)
+    logs = cli_here("runs", "logs", str(ran["run_id"])).stdout
+    assert "── the repository's setup" in logs and "setup: setup.sh (.baton/setup.sh)" in logs, logs
+    assert logs.index("hello from the setup") < logs.index("fake reply: received 2 messages"), logs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -50,6 +51,9 @@ def print_run_log(store: Store, ref: RunRef, follow: bool, raw: bool) -> None:
     if ref.named is not None:
         print_log(store, ref.named, follow, raw)
         return
+    first = store.run_attempts(ref.id)[:1]
+    if first and not raw:  # --raw: the agent's event log as it is
+        print_setup(Path(first[0].log_path).parent / f"{ref.id}-setup.jsonl")
     done: set[str] = set()
     while True:
         attempts = [a for a in store.run_attempts(ref.id) if a.id not in done]
@@ -67,6 +71,37 @@ def print_run_log(store: Store, ref: RunRef, follow: bool, raw: bool) -> None:
         err().print(
             f"run {ref.id} is queued: no attempt has started yet (--follow waits for it)", highlight=False
         )
+
+
+def print_setup(path: Path) -> None:
+    """The output of the repository's setup that ran before the run's agent (a setup that failed is the
+    attempt's own log instead): each command named, then what it printed."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return
+    out().print(f"[bold]── the repository's setup ({esc(path.name)})[/bold]", highlight=False)
+    for line in lines:
+        event = _event(line)
+        if event is None:
+            out().print(f"[dim]  {esc(line)}[/dim]", highlight=False)
+        elif event.get("type") == "baton.setup":
+            said = f"setup: {event.get('command')} ({event.get('source')})"
+            out().print(STYLE["tool"].format(esc(said)), highlight=False)
+        elif event.get("type") == "baton.egress_refused":
+            said = f"refused {event.get('host')}:{event.get('port')}: {event.get('reason')}"
+            out().print(STYLE["error"].format(esc(said)), highlight=False)
+
+
+def _event(line: str) -> dict[str, object] | None:
+    """A line of the setup's log that is baton's own note, else None (a line the setup printed)."""
+    if not line.startswith('{"type": "baton.'):
+        return None
+    try:
+        found = json.loads(line)
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def run_going(store: Store, ref: RunRef) -> bool:
