@@ -252,3 +252,15 @@ def test_the_environments_inputs_are_found_wherever_projects_keep_them() -> None
     others = ["README.md", "requirements/README.md", "src/app.py", "docs/requirements.md", "setup.txt"]
     assert [p for p in inputs if not is_input(p)] == []
     assert [p for p in others if is_input(p)] == []
+
+
+def test_a_devcontainers_features_and_user_are_named_as_set_aside(tmp_path: Path) -> None:
+    """``features`` and ``remoteUser``/``containerUser`` are nothing baton applies: the plan says so, so
+    the run's note names them rather than leaving a person to wonder why a feature's tool is missing."""
+    feature = '"ghcr.io/devcontainers/features/go:1": {}'
+    spec = f'{{"image": "x", "features": {{{feature}}}, "remoteUser": "vscode", "postCreateCommand": "make"}}'
+    plan = discover(write(tmp_path, {DEVCONTAINER: spec}))
+    assert plan is not None
+    said = "\n".join(plan.skipped)
+    assert "features (Dev Container Features install into an image" in said
+    assert "remoteUser (the commands run as baton's own user)" in said

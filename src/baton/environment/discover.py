@@ -57,6 +57,9 @@ NOT_RUN = {
     "initializeCommand": "runs on the host before a container is made",
     "postStartCommand": "runs at each container start",
     "postAttachCommand": "runs when a tool attaches",
+    "features": "Dev Container Features install into an image, which baton does not build from them",
+    "remoteUser": "the commands run as baton's own user",
+    "containerUser": "the commands run as baton's own user",
 }
 COPILOT_JOB = "copilot-setup-steps"
 CONTAINER_SKIPPED = "the container itself (image, build, compose: run on this host, in the walls)"
