@@ -61,6 +61,7 @@ NOT_RUN = {
     "remoteUser": "the commands run as baton's own user",
     "containerUser": "the commands run as baton's own user",
 }
+IN_IMAGE = ("features", "remoteUser", "containerUser")  # in a container, its image spec says them
 COPILOT_JOB = "copilot-setup-steps"
 CONTAINER_SKIPPED = "the container itself (image, build, compose: run on this host, in the walls)"
 BASH = ("bash", "--noprofile", "--norc", "-eo", "pipefail", "-c")  # GitHub Actions' default shell
@@ -77,7 +78,7 @@ def discover(worktree: Path, configured: str | None = None, image: str | None = 
     plan = _discover(worktree, configured)
     if plan is None or image is None:
         return plan
-    skipped = tuple(s for s in plan.skipped if s != CONTAINER_SKIPPED)
+    skipped = tuple(s for s in plan.skipped if s != CONTAINER_SKIPPED and s.split(" ", 1)[0] not in IN_IMAGE)
     return dataclasses.replace(plan, skipped=skipped, text=plan.text + b"\0image " + image.encode())
 
 
