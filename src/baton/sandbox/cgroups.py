@@ -258,12 +258,19 @@ class RunGroup:
         except OSError:
             return []
 
-    def add(self, pid: int) -> None:
-        """Move ``pid``, then every descendant it has by then, into the run's groups: behind
-        :meth:`doors` (the child entered them itself before its exec), where one was refused.
+    def add(self, pid: int, born: bool = False) -> None:
+        """Move ``pid``, then every descendant it has by then, into the run's groups; ``born``: it
+        entered the tracking group itself before its exec (:meth:`doors`), and so did all it forked,
+        so only the limits' groups are left to enter (none: nothing to do).
 
-        Python cannot start a process inside a group (``CLONE_INTO_CGROUP``); a child that entered
-        before its exec needs no move, so this finds nothing new (one walk of its tree) and returns."""
+        Python cannot start a process inside a group (``CLONE_INTO_CGROUP``), hence the doors; the
+        limits' groups are entered here, from a thread of the caller's, as each move waits for the
+        kernel's cgroup lock."""
+        # a door the kernel refused (the child's write is silent): moved in here as before
+        tracker = self._tracker() if born and pid in self.procs() else None
+        names = [name for name, path in self.dirs.items() if path != tracker]
+        if not names:
+            return
         moved: set[int] = set()
         for _ in range(PLACING_WALKS):  # what it started while it was being moved, until nothing is new
             new = [found for found in [pid, *descendants(pid)] if found not in moved]
@@ -271,7 +278,7 @@ class RunGroup:
                 return
             for found in new:
                 moved.add(found)
-                for name in self.dirs:
+                for name in names:
                     self._write(name, "cgroup.procs", str(found))
 
     def _tracker(self) -> Path | None:

@@ -102,13 +102,16 @@ class Containment:
         self.group = group if group is not None and group.made else None
         self.tree = reaper.Tree(run_id)  # without a group, what the run is; with one, a safety net
         self._placing: threading.Thread | None = None
+        self._born = False  # the agent entered the tracking group before its exec (doors)
         self.agent = 0
         self.struck: str | None = None
 
     def doors(self) -> list[int]:
         """What the agent's child enters its run's groups through before its exec
         (:meth:`baton.sandbox.cgroups.RunGroup.doors`); none without a group. The caller closes them."""
-        return self.group.doors() if self.group is not None else []
+        found = self.group.doors() if self.group is not None else []
+        self._born = bool(found)
+        return found
 
     def start(self, pid: int) -> None:
         """The agent exists (born in its group where the doors let it in): its tree walked into the
@@ -119,7 +122,7 @@ class Containment:
         self.tree.add(pid)
         if self.group is not None:
             self._placing = threading.Thread(
-                target=self.group.add, args=(pid,), daemon=True, name="baton-cgroup"
+                target=self.group.add, args=(pid, self._born), daemon=True, name="baton-cgroup"
             )
             self._placing.start()
 
