@@ -18,6 +18,7 @@ import pytest
 from baton import Outcome, RunRequest, RunResult, run
 from baton.environment import prepared as trees
 from baton.housekeeping.disk import relieve, usage
+from baton.housekeeping.prepared import usage as prepared_usage
 from baton.housekeeping.sweep import sweep
 from baton.settings import Settings
 from baton.store import open_store
@@ -161,14 +162,64 @@ def test_a_lock_file_changed_on_one_branch_runs_its_maintenance_only(
     assert "t1" in str(maintained) and two.session.thread == "t2"  # in t1's own home
 
 
-def test_a_thread_whose_commit_differs_gets_its_own_preparation(settings: Settings, tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "r", {".baton/setup.sh": f"{COUNT}git rev-parse HEAD > at.txt\n"})
+def test_a_commit_that_changes_no_input_is_a_hit_and_one_that_changes_an_input_is_prepared(
+    settings: Settings, tmp_path: Path
+) -> None:
+    files = {".baton/setup.sh": f"{COUNT}git rev-parse HEAD > at.txt\n", "requirements/tests.txt": "a\n"}
+    repo = make_repo(tmp_path / "r", files)
     first = go(settings, repo, "t1")
-    git(repo, "commit", "-q", "--allow-empty", "-m", "later")
+    (repo / "README.md").write_text("# only words\n")
+    git(repo, "add", "README.md")
+    git(repo, "commit", "-q", "-m", "readme")
     second = go(settings, repo, "t2")
+    assert counted(settings, "setup-count") == 1 and len(trees.trees(settings.home)) == 1
+    note = second.run.note or ""
+    assert (
+        "was ready (a hit)" in note and f"the same inputs at {git(repo, 'rev-parse', 'HEAD~1')[:12]}" in note
+    )
+    assert (Path(second.session.worktree) / "README.md").read_text() == "# only words\n"  # its own commit
+    (repo / "requirements/tests.txt").write_text("a\nb\n")
+    git(repo, "commit", "-q", "-am", "a test dependency")
+    third = go(settings, repo, "t3")
     assert counted(settings, "setup-count") == 2 and len(trees.trees(settings.home)) == 2
-    at = [(Path(r.session.worktree) / "at.txt").read_text().strip() for r in (first, second)]
-    assert at == [git(repo, "rev-parse", "HEAD~1"), git(repo, "rev-parse", "HEAD")]  # git works there
+    at = [(Path(r.session.worktree) / "at.txt").read_text().strip() for r in (first, second, third)]
+    assert at == [git(repo, "rev-parse", "HEAD~2")] * 2 + [git(repo, "rev-parse", "HEAD")]  # git works there
+
+
+def test_a_branch_off_the_default_one_takes_a_ready_preparation_but_never_makes_one_for_others(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A commit no one merged may have changed what its setup runs beyond its inputs (a script it
+    calls): it is given the default branch's preparation of the same inputs, but one made for it is its
+    commit's alone, never given to a thread of the default branch."""
+    repo = make_repo(
+        tmp_path / "r", {".baton/setup.sh": f"{COUNT}sh ./helper.sh\n", "helper.sh": "echo base > by.txt\n"}
+    )
+    go(settings, repo, "t1")
+    git(repo, "checkout", "-q", "-b", "topic")
+    (repo / "helper.sh").write_text("echo topic > by.txt\n")
+    git(repo, "commit", "-q", "-am", "the helper changed, no input")
+    git(repo, "checkout", "-q", "main")  # the default branch stays main
+    on_topic = run(
+        RunRequest(agent="fake", repo=str(repo), thread="t2", prompt="go", base="topic"), settings=settings
+    )
+    assert on_topic.run.outcome == Outcome.SUCCEEDED, on_topic.run.error
+    assert "was ready (a hit)" in (on_topic.run.note or "") and counted(settings, "setup-count") == 1
+    git(repo, "checkout", "-q", "topic")
+    (repo / "uv.lock").write_text("new\n")
+    git(repo, "add", "uv.lock")
+    git(repo, "commit", "-q", "-m", "an input too")
+    git(repo, "checkout", "-q", "main")
+    own = run(
+        RunRequest(agent="fake", repo=str(repo), thread="t3", prompt="go", base="topic"), settings=settings
+    )
+    assert own.run.outcome == Outcome.SUCCEEDED, own.run.error
+    assert (Path(own.session.worktree) / "by.txt").read_text() == "topic\n" and counted(
+        settings, "setup-count"
+    ) == 2
+    git(repo, "merge", "-q", "--ff-only", "topic")  # the same inputs, now on the default branch
+    merged = go(settings, repo, "t4")
+    assert " ran in " in (merged.run.note or "") and counted(settings, "setup-count") == 3
 
 
 def test_the_sweep_removes_an_unused_prepared_tree(settings: Settings, tmp_path: Path) -> None:
@@ -206,3 +257,13 @@ def test_disk_pressure_removes_prepared_trees_first(settings: Settings, tmp_path
         store.close()
     assert relief.prepared.trees == [str(tree.root)] and relief.prepared.freed >= 200000
     assert tree.root.is_dir() and Path(first.session.worktree, "big.bin").is_file()  # a dry run
+
+
+def test_a_failed_preparation_leaves_bytes_but_no_tree(settings: Settings, tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "r", {".baton/setup.sh": 'head -c 50000 /dev/zero > "$HOME/download"\nexit 3\n'}
+    )
+    failed = go(settings, repo, "t1")
+    assert failed.run.outcome == Outcome.FAILED
+    [(_slug, row)] = prepared_usage(settings).items()
+    assert row["trees"] == 0 and row["bytes"] >= 50000  # its home kept what it downloaded, for the next try

@@ -60,21 +60,16 @@ def _plan(plan: SetupPlan | None) -> dict[str, Any] | None:
     }
 
 
-def _prepared(settings: Settings, slug: str, commit: str, configured: str | None) -> dict[str, Any]:
-    """The repository's prepared trees (count, bytes), preparations and hits, and whether the commit's
-    own tree is ready."""
+def _prepared(settings: Settings, slug: str, key: str | None, configured: str | None) -> dict[str, Any]:
+    """The repository's prepared trees (those ready, and the bytes of all), preparations and hits, and
+    whether the preparation of the head's inputs (``key``: its plan's) is ready."""
     # lazy: cold CLI
     from baton.environment import prepared as trees
-    from baton.workspace.du import disk_usage
+    from baton.housekeeping.prepared import usage
 
-    found = [t for t in trees.trees(settings.home) if t.slug == slug]
-    mine = trees.PreparedTree.of(settings.home, slug, trees.prepared_id(commit, configured))
-    return {
-        "trees": len(found),
-        "bytes": sum(disk_usage(t.root) for t in found),
-        **trees.counts_of(settings.home, slug),
-        "this_commit": bool(mine.meta().get("plan")),
-    }
+    row = usage(settings).get(slug) or {"trees": 0, "bytes": 0, **trees.counts_of(settings.home, slug)}
+    mine = trees.PreparedTree.of(settings.home, slug, trees.inputs_id(key, configured)) if key else None
+    return {**row, "this_commit": bool(mine and mine.ready())}
 
 
 def repo_report(settings: Settings, spec: str) -> dict[str, Any]:
@@ -100,7 +95,7 @@ def repo_report(settings: Settings, spec: str) -> dict[str, Any]:
         "error": found.error,
         "configured": {"table": override[0], "setup": override[1]} if override else None,
         "tests": {"file": found.tests[0], "command": found.tests[1]} if found.tests else None,
-        "prepared": _prepared(settings, repo.slug, commit, configured),
+        "prepared": _prepared(settings, repo.slug, found.plan.key if found.plan else None, configured),
         "ok": found.error is None,
     }
 

@@ -1,5 +1,7 @@
-"""Prepared trees: where a repository's setup runs once per commit and configured setup, for every
-thread whose worktree starts from that commit. ``BATON_HOME/prepared/<slug>/@<id>/`` holds ``tree/`` (a
+"""Prepared trees: where a repository's setup runs once per preparation key (the setup's text and its
+inputs: :attr:`baton.environment.plan.SetupPlan.key`) and configured setup, for every thread whose
+worktree has those inputs (:func:`inputs_id`); a commit no one trusts yet is prepared by its commit
+alone (:func:`prepared_id`). ``BATON_HOME/prepared/<slug>/@<id>/`` holds ``tree/`` (a
 detached linked worktree of the cache clone, its admin dir named ``@prepared+<id>``: never a key's),
 ``home/`` and ``tmp/`` (the setup's own) and ``meta.json`` (written once the setup succeeded: the plan
 it ran, its results, when it was last used and how often it was given). One file lock per tree makes
@@ -35,6 +37,12 @@ def prepared_id(commit: str, configured: str | None) -> str:
     return hashlib.sha256(f"{commit}\0{configured or ''}".encode()).hexdigest()[:32]
 
 
+def inputs_id(plan_key: str, configured: str | None) -> str:
+    """The tree of a preparation key and a configured setup: every commit with the same setup and the
+    same inputs (a README-only commit's) shares it."""
+    return hashlib.sha256(f"inputs\0{plan_key}\0{configured or ''}".encode()).hexdigest()[:32]
+
+
 @dataclass(frozen=True)
 class PreparedTree:
     """One prepared tree's directory and its parts."""
@@ -64,6 +72,10 @@ class PreparedTree:
 
     def admin(self, cache: Path) -> Path:
         return cache / "worktrees" / f"{ADMIN}{self.pid}"
+
+    def ready(self) -> bool:
+        """Whether a setup succeeded here (a failed one's leftovers, its home and temp dir, are not)."""
+        return bool(self.meta().get("plan"))
 
     def meta(self) -> dict[str, Any]:
         """What the successful setup recorded ({}: not prepared, or not yet)."""

@@ -69,12 +69,13 @@ def relieve(settings: Settings, need: int, dry_run: bool = False) -> Removed:
 
 
 def usage(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Per repository: its prepared trees' count and bytes, and its preparations and hits so far."""
+    """Per repository: its prepared trees' count (those ready: a failed preparation's leftovers, its home
+    and temp dir, are bytes but no tree) and bytes, and its preparations and hits so far."""
     found: dict[str, dict[str, Any]] = {}
     for tree in trees.trees(settings.home):
         row = found.setdefault(
             tree.slug, {"trees": 0, "bytes": 0, **trees.counts_of(settings.home, tree.slug)}
         )
-        row["trees"] += 1
+        row["trees"] += 1 if tree.ready() else 0
         row["bytes"] += disk_usage(tree.root)
     return found

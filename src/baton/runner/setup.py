@@ -1,8 +1,8 @@
 """Preparing a key's environment before its agent's turn: the repository's setup
 (:func:`baton.environment.discover.discover`) runs when needed only. The key's stamp (``setup.json`` in
 its space, out of the agent's reach) holds the preparation key of its last successful setup and the
-worktree it ran in; the same key skips it. A key's first setup takes its commit's shared preparation
-(:mod:`baton.runner.sharedsetup`: run once per repository and commit, its results copied in); what its
+worktree it ran in; the same key skips it. A key's first setup takes the shared preparation of its inputs
+(:mod:`baton.runner.sharedsetup`: run once per repository and inputs, its results copied in); what its
 branch changed beyond that, and every later change, runs in its own worktree
 (:mod:`baton.runner.setuprun`): changed lock files alone run the maintenance when the plan has one. A
 failure is the turn's end (:func:`record_failed`), said with the tail of its output; the next turn
@@ -68,7 +68,7 @@ def prepare_environment(ctx: Context, prepared: Prepared) -> Setup:
         return Setup()
     log = ctx.settings.home / "logs" / f"{ctx.run_id}-setup.jsonl"
     said = f"environment: setup from {plan.summary()} ({plan.why}; {_why(plan, stamp)})"
-    shared = share(ctx, prepared, log) if not stamp else Shared()
+    shared = share(ctx, prepared, plan, log) if not stamp else Shared()
     if shared.error is not None:
         outcome, error = shared.error
         return Setup(f"{said} did not succeed", error=error, outcome=outcome, log=log)

@@ -1,7 +1,8 @@
-"""One preparation per repository and commit, shared by every thread that starts from it. A key's first
-setup (no stamp for its worktree) takes the prepared tree of its worktree's commit and configured setup
-(:mod:`baton.environment.prepared`), under that tree's lock so concurrent threads wait for one
-preparation: when it has none yet, the commit is checked out there and the plan found there runs in it
+"""One preparation per repository and set of inputs, shared by every thread whose worktree has them. A
+key's first setup (no stamp for its worktree) takes the prepared tree of its setup's inputs and
+configured setup (:mod:`baton.environment.prepared`; see :func:`share` for a commit off the default
+branch), under that tree's lock so concurrent threads wait for one preparation: when it has none
+yet, the commit is checked out there and the plan found there runs in it
 (:func:`baton.runner.setuprun.run_all`, in the walls the agent would get in that tree, with the tree's
 own home and temp dir, under ``setup_egress`` only when the commit is on the repository's default
 branch: else the agent could have written it, and it gets the agent's egress); then, made or found,
@@ -51,28 +52,57 @@ def plan_stamp(plan: SetupPlan) -> dict[str, Any]:
     }
 
 
-def share(ctx: Context, prepared: Prepared, log: Path) -> Shared:
-    """Give the key's worktree the results of its commit's preparation, made now if there is none."""
+def share(ctx: Context, prepared: Prepared, plan: SetupPlan, log: Path) -> Shared:
+    """Give the key's worktree the results of the preparation of its inputs (``plan``, found in it), made
+    now if there is none. A commit on the repository's default branch prepares for its inputs, shared
+    by every commit with the same ones (a README-only commit's thread is a hit); a commit off it (an
+    agent's branch, which may have changed what its setup runs beyond those inputs) takes such a
+    preparation when one is ready, and is otherwise prepared for itself alone, by its commit."""
     commit = ctx.workdirs.head_commit(ctx.key)
     if commit is None:
         return Shared()
     home, slug = ctx.settings.home, ctx.key.repo.slug
     # a container's preparation is its image's: never one made on the host, nor in another image
     image = f"\0image {prepared.container.identity}" if prepared.container is not None else ""
-    tree = trees.PreparedTree.of(home, slug, trees.prepared_id(commit, (ctx.request.setup or "") + image))
+    configured = (ctx.request.setup or "") + image
+    cache = ctx.workdirs.cache_path(ctx.key.repo)
+    trusted = is_ancestor(cache, commit, ctx.workdirs.default_base(cache))  # else: the agent's egress
+    by_inputs = trees.PreparedTree.of(home, slug, trees.inputs_id(plan.key, configured))
+    shared = _take(ctx, prepared, by_inputs, commit, log, make=trusted, expect=plan.key)
+    if shared is None:
+        by_commit = trees.PreparedTree.of(home, slug, trees.prepared_id(commit, configured))
+        shared = _take(ctx, prepared, by_commit, commit, log, make=True, expect=None)
+    return shared or Shared()
+
+
+def _take(
+    ctx: Context,
+    prepared: Prepared,
+    tree: trees.PreparedTree,
+    commit: str,
+    log: Path,
+    make: bool,
+    expect: str | None,
+) -> Shared | None:
+    """The results of ``tree`` given to the key's worktree, the tree prepared first when it is not and
+    ``make`` allows it (None when it does not); ``expect``: the preparation key the tree must have."""
+    home, slug = ctx.settings.home, ctx.key.repo.slug
     timeout = ctx.settings.setup_timeout + WAIT_MARGIN if ctx.settings.setup_timeout else None
     started = time.monotonic()
     try:
         with tree.locked(home, timeout):
             shared = Shared(tree.meta().get("plan") or {})
             if not shared.stamp:
-                shared = _prepare(ctx, tree, commit, log, prepared)
+                if not make:
+                    return None
+                shared = _prepare(ctx, tree, commit, log, prepared, expect)
                 if not shared.stamp:
                     return shared
             made = time.monotonic()
             given = results.give(tree.tree, prepared.worktree, list(tree.meta().get("results") or []))
             trees.used(tree, hit=not shared.ran)
             shared.stamp = {**shared.stamp, "results": given.copied}  # the setup's, never the agent's work
+            at = str(tree.meta().get("commit") or commit)
     except Busy:
         why = f"another turn has been preparing the repository at {commit[:12]} for over {timeout:g} s"
         return Shared(error=(Outcome.FAILED, f"environment: {why}"))
@@ -80,17 +110,21 @@ def share(ctx: Context, prepared: Prepared, log: Path) -> Shared:
         return Shared(error=(Outcome.FAILED, f"environment: the repository's prepared tree: {exc}"))
     counts = trees.count(home, slug, "preparations" if shared.ran else "hits")
     how = f"ran in {made - started:.1f} s" if shared.ran else "was ready (a hit)"
+    of = commit[:12] if at == commit else f"the same inputs at {at[:12]}"
     shared.note = (
-        f"the preparation of {commit[:12]} {how}, copied into the worktree in "
+        f"the preparation of {of} {how}, copied into the worktree in "
         f"{time.monotonic() - made:.1f} s: {given.summary()}; the repository's preparations "
         f"{counts.get('preparations', 0)}, hits {counts.get('hits', 0)}"
     )
     return shared
 
 
-def _prepare(ctx: Context, tree: trees.PreparedTree, commit: str, log: Path, prepared: Prepared) -> Shared:
+def _prepare(
+    ctx: Context, tree: trees.PreparedTree, commit: str, log: Path, prepared: Prepared, expect: str | None
+) -> Shared:
     """The commit checked out in ``tree`` and its plan run there (the caller holds the tree's lock);
-    nothing shared when the commit has no setup, a failure when it did not succeed (the tree removed)."""
+    nothing shared when the commit has no setup or not the ``expect`` ed one (the key's worktree differs
+    from its commit: it runs its own), a failure when it did not succeed (the tree removed)."""
     cache = ctx.workdirs.cache_path(ctx.key.repo)
     admin = trees.make(tree, ctx.settings.home, cache, commit, ctx.workdirs.git_env(ctx.key.agent))
     try:
@@ -98,7 +132,7 @@ def _prepare(ctx: Context, tree: trees.PreparedTree, commit: str, log: Path, pre
         plan = discover(tree.tree, ctx.request.setup, image)
     except Unreadable:
         plan = None
-    if plan is None:  # the key's own setup is not its commit's: its worktree runs it
+    if plan is None or (expect is not None and plan.key != expect):  # the key's worktree runs its own
         trees.reset(tree, ctx.settings.home, cache)
         return Shared()
     git = GitParts(admin, cache, None)
