@@ -26,7 +26,7 @@ from baton.keys import Key, make_key
 from baton.models import Access
 from baton.runner import attempt
 from baton.sandbox import confine
-from baton.sandbox.agentenv import CACHES, COPY_OUT
+from baton.sandbox.agentenv import CACHES, COPY_OUT, PNPM_RC
 from baton.sandbox.walls import Walls
 from baton.settings import Settings
 from baton.testing.fake import register_fake
@@ -88,6 +88,23 @@ def test_a_repos_threads_share_its_caches_and_no_other_repos(settings: Settings)
     assert {name: one[name] for name in COPY_OUT} == COPY_OUT
     assert one["npm_config_logs_dir"].startswith(one["HOME"] + "/")
     assert one["npm_config_logs_dir"] != two["npm_config_logs_dir"]
+    # pnpm 11 and later read pnpm_config_*, pnpm 10 and earlier its global rc in the home (never npm's
+    # variables: npm warns of each it does not know, on every command)
+    assert not [n for n in one if n.startswith("npm_config_") and ("store" in n or "import" in n)]
+    rc = (Path(one["HOME"]) / PNPM_RC).read_text()
+    assert rc == f"store-dir={one['pnpm_config_store_dir']}\npackage-import-method=clone-or-copy\n"
+
+
+def test_the_pnpm_rc_is_never_written_through_a_link_in_the_home(settings: Settings, tmp_path: Path) -> None:
+    k = key(REPO_1, "t1")
+    env_of(settings, k)  # the home made
+    home = keyspace.key_home(settings, k)
+    outside = tmp_path / "operator-config"
+    (outside / "pnpm").mkdir(parents=True)
+    shutil.rmtree(home / ".config")
+    (home / ".config").symlink_to(outside)  # as an agent could plant
+    env_of(settings, k)
+    assert not (outside / "pnpm" / "rc").exists()
 
 
 def test_no_shared_caches_at_read_or_when_turned_off(settings: Settings) -> None:
@@ -238,6 +255,7 @@ def test_the_second_thread_of_a_repo_installs_from_the_first_ones_download(setti
     cache = settings.home / "caches" / "git.example" / "acme" / "@shared" / "npm"
     first, first_s, tree1 = npm_ci(settings, key(REPO_1, "t1"))
     assert first.returncode == 0, first.stderr  # the registry is reachable here: if not, this fails
+    assert "Unknown env config" not in first.stderr, first.stderr  # npm is told only its own settings
     assert (tree1 / "node_modules" / "chalk" / "package.json").is_file()
     downloaded = contents(cache)
     assert len(downloaded) >= 6, downloaded  # chalk and its five dependencies' tarballs

@@ -10,6 +10,7 @@ What that lets through and why: docs/security.md, "The agent's environment" and 
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import re
@@ -19,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from baton.sandbox.toolchains import toolchains
+from baton.workspace import nofollow
 
 # Every program's basics, and how to reach the network (proxies, CA bundles).
 BASE_NAMES = (
@@ -57,7 +59,7 @@ BASE_NAMES = (
 # safe for concurrent use); cargo has no variable for its registry alone, so the whole CARGO_HOME is.
 CACHES = {
     "npm_config_cache": "npm",  # npm's content-addressed cache (npx's packages too)
-    "npm_config_store_dir": "pnpm",  # pnpm's store (pnpm reads npm's configuration variables)
+    "pnpm_config_store_dir": "pnpm",  # pnpm's store, for pnpm 11 and later; earlier: pnpm_rc
     "YARN_CACHE_FOLDER": "yarn",
     "PIP_CACHE_DIR": "pip",
     "UV_CACHE_DIR": "uv",
@@ -67,7 +69,11 @@ CACHES = {
 }
 # With shared caches, installs copy (or clone copy-on-write) out of them: uv and pnpm hard-link by
 # default, and a hard-linked file edited in one worktree is edited in the cache.
-COPY_OUT = {"UV_LINK_MODE": "copy", "npm_config_package_import_method": "clone-or-copy"}
+COPY_OUT = {"UV_LINK_MODE": "copy", "pnpm_config_package_import_method": "clone-or-copy"}
+# pnpm 10 and earlier read neither pnpm_config_* nor anything but npm's own npm_config_* variables,
+# which npm warns of on every command ("Unknown env config"): they get the same two from pnpm's global
+# rc file in the home ($XDG_CONFIG_HOME/pnpm/rc), which npm never reads
+PNPM_RC = ".config/pnpm/rc"
 
 # What baton sets for git that the agent must not inherit: the askpass program hands out baton's token.
 NOT_FOR_AGENTS = ("GIT_ASKPASS",)
@@ -124,7 +130,23 @@ def agent_env(
         for name, value in COPY_OUT.items():
             env.setdefault(name, value)
         env.setdefault("npm_config_logs_dir", str(home / ".npm" / "_logs"))  # one thread's, not the repo's
+        pnpm_rc(env, home)
     return env
+
+
+def pnpm_rc(env: Mapping[str, str], home: Path) -> None:
+    """pnpm 10's and earlier's settings of :data:`CACHES` and :data:`COPY_OUT` (see :data:`PNPM_RC`),
+    written into ``home`` unless the operator moved its configuration elsewhere (``XDG_CONFIG_HOME``)."""
+    if "XDG_CONFIG_HOME" in env or "pnpm_config_store_dir" not in env:
+        return
+    text = (
+        f"store-dir={env['pnpm_config_store_dir']}\n"
+        f"package-import-method={env.get('pnpm_config_package_import_method', 'clone-or-copy')}\n"
+    )
+    # the home is the agent's: nothing is written through a link it made there (Unsafe is an OSError);
+    # one it made unwritable leaves pnpm its defaults
+    with contextlib.suppress(OSError):
+        nofollow.write_beneath(home, PNPM_RC, text.encode(), 0o644)
 
 
 def cache_dirs(env: Mapping[str, str], root: Path) -> tuple[Path, ...]:
