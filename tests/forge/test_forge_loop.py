@@ -22,7 +22,7 @@ from baton.fleet import orphans
 from baton.fleet.execute import AFTER_JOB
 from baton.fleet.local import LocalExecutor
 from baton.forge import dispatch, publish
-from baton.forge.config import ForgeConfig, ForgeSettings, Reply, RepoConfig, Untrusted
+from baton.forge.config import ForgeConfig, ForgeSettings, Reply, RepoConfig, TriggerConfig, Untrusted
 from baton.forge.conflicts import base_moved
 from baton.forge.delivery import READERS, BasePushed, Delivery
 from baton.forge.loop import ForgeLoop
@@ -45,6 +45,7 @@ from baton.forge.schedule import heal
 from baton.forge.schema import forge_turns
 from baton.forge.tables import forge_store
 from baton.forge.threads import STATUS_HEAD, bind_thread
+from baton.keys import parse_repo
 from baton.models import Access, JobRecord, JobStatus
 from baton.settings import Settings
 from baton.store import Store
@@ -757,3 +758,50 @@ def test_a_turn_whose_process_died_too_often_parks_the_thread_and_says_so(
     idle(loop)
     binding = forge_store(loop.store).get_binding("gh", "acme/api", 42)
     assert binding is not None and binding.status == BindingStatus.ACTIVE
+
+
+def test_what_the_setup_made_never_leaves_in_a_push_even_forced_into_the_agents_commits(
+    loop: ForgeLoop, forge: MemoryForge, origin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent forces the setup's ``.venv`` and ``build`` into its own commits (``git add -f``, past
+    the exclusion baton wrote); the push carries its work alone, each commit rewritten with its author,
+    dates and message, and the files stay in the worktree, untracked."""
+    work = tmp_path / "work"
+    git(tmp_path, "clone", "--quiet", str(origin), str(work))
+    setup = "mkdir -p .venv/bin build && echo cfg > .venv/pyvenv.cfg && echo out > build/out.txt\n"
+    (work / ".baton").mkdir()
+    (work / ".baton/setup.sh").write_text(setup)
+    git(work, "add", ".baton")
+    git(work, "commit", "-q", "-m", "a setup")
+    git(work, "push", "-q", "origin", "HEAD:main")
+    key = ("gh", "acme/api")
+    full = {Trigger.MENTION: TriggerConfig(Trigger.MENTION, Access.FULL)}
+    loop.config.repos[key] = replace(loop.config.repos[key], access=Access.FULL, triggers=full)
+    monkeypatch.delenv("FAKE_AGENT_WRITE")
+    monkeypatch.setenv(
+        "FAKE_AGENT_RUN",
+        "echo one > one.txt && git add -f .venv one.txt && git commit -qm 'first, with the venv' && "
+        "echo two > two.txt && echo changed > build/out.txt && git add -f build two.txt && "
+        "git commit -qm 'second, with the build'",
+    )
+    assert dispatch.handle(loop, comment(1, "@baton please do it")).status == "accepted"
+    idle(loop)
+    branch = "baton/fake/issue-42"
+    pushed = git(origin, "log", "--format=%s", "--name-only", f"main..{branch}")
+    assert "first, with the venv" in pushed and "second, with the build" in pushed
+    assert "one.txt" in pushed and "two.txt" in pushed, pushed
+    assert ".venv" not in pushed and "build/" not in pushed, pushed
+    assert git(origin, "ls-tree", "-r", "--name-only", branch).split() == [
+        ".baton/setup.sh",
+        "README.md",
+        "one.txt",
+        "two.txt",
+    ]
+    [status] = forge.statuses()
+    assert "2 commit(s) rewritten without what the repository's setup made (.venv, build)" in status, status
+    session = loop.store.get_session("fake", parse_repo(str(origin)).slug, "issue-42")
+    assert session is not None
+    worktree = Path(session.worktree)
+    assert (worktree / ".venv/pyvenv.cfg").read_text() == "cfg\n"  # the environment stays, untracked
+    assert git(worktree, "status", "--porcelain") == ""  # and excluded: nothing left to commit
+    assert git(worktree, "rev-parse", "HEAD") == git(origin, "rev-parse", branch)

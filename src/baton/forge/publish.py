@@ -44,6 +44,7 @@ from baton.store.base import LeaseBackend
 from baton.store.branchlease import branch_lease
 from baton.store.leases import LeaseHolder, held, lease_backend
 from baton.sync.sharing import take_branch
+from baton.workspace import scrub
 from baton.workspace.gitcmd import WorktreeGit, commit_of, redact, run_git, worktree_status
 from baton.workspace.workdirs import Workdirs
 
@@ -336,14 +337,17 @@ def _commit_and_push(
     if wt is None:
         return {"pushed": False, "why": "the thread has no worktree"}
     env = workdirs.process_env(binding.agent)
-    committed = _commit(wt, env, binding, job, setup_results(loop.settings, key, wt.path))
+    results = setup_results(loop.settings, key, wt.path)
+    committed = _commit(wt, env, binding, job, results)
     head = wt.commit_of("HEAD")
     cache = workdirs.cache_path(key.repo)
     start = _base_of(cache, base or workdirs.default_base(cache), head)
+    branch = binding.branch or local
+    scrubbed = _scrubbed(wt, env, cache, head, [start, binding.head_sha], branch, results)
+    head = scrubbed.head if scrubbed is not None else head
     if head is None or head == binding.head_sha or head == start:
         # nothing the base lacks: no branch pushed at the base, no empty PR that would close the issue
         return {"pushed": False, "committed": committed, "why": NO_CHANGE}
-    branch = binding.branch or local
     try:
         gitauth.with_push_env(
             loop.forge(binding.forge),
@@ -366,7 +370,28 @@ def _commit_and_push(
         head = theirs
     stat = _diffstat(wt, env, binding.head_sha or start, head)
     binding.head_sha, binding.branch = head, branch
-    return {"pushed": True, "committed": committed, "branch": branch, "head": head, "changes": stat}
+    said = {"scrubbed": scrubbed.said()} if scrubbed is not None else {}
+    return {"pushed": True, "committed": committed, "branch": branch, "head": head, "changes": stat, **said}
+
+
+def _scrubbed(
+    wt: WorktreeGit,
+    env: dict[str, str],
+    cache: Path,
+    head: str | None,
+    known: list[str | None],
+    branch: str,
+    results: list[str],
+) -> scrub.Scrubbed | None:
+    """The branch without what the repository's setup made, in the commits the forge does not have yet
+    (:func:`baton.workspace.scrub.scrub`): whoever committed it, it never leaves in a push."""
+    if head is None or not results:
+        return None
+    known = [*known, commit_of(cache, f"refs/remotes/origin/{branch}")]
+    scrubbed = scrub.scrub(wt, env, head, [k for k in known if k], results)
+    if scrubbed is not None:
+        log.info("forge: %s", scrubbed.said())
+    return scrubbed
 
 
 def _base_of(cache: Path, base: str, head: str | None) -> str | None:
@@ -569,21 +594,7 @@ def status_text(
         f"- last turn: `{job.id}` — **{result.get('outcome')}**"
         + (" — **the merge conflict is still open**" if result.get("conflict") else ""),
     ]
-    if result.get("pushed"):
-        head, branch = str(result.get("head"))[:12], result.get("branch")
-        lines.append(f"- pushed `{head}` to `{branch}` {result.get('changes', '')}")
-    elif result.get("refused"):
-        lines.append(
-            f"- the push was refused: {result['refused'][:500]} (the work is kept in baton's worktree)"
-        )
-    elif result.get("conflict"):
-        lines.append(
-            f"- conflict markers are left in {result['conflict']}."
-            " Nothing was committed or pushed; the work stays in baton's worktree, and the next turn is"
-            " told to resolve them first"
-        )
-    elif result.get("why"):
-        lines.append(f"- {result['why']}")
+    lines += _pushed(result)
     lines += _waiting(job, result)
     if result.get("pr"):
         lines.append(f"- opened {kind.ref(int(result['pr']), pr=True)}")
@@ -596,6 +607,23 @@ def status_text(
     if public_url:
         lines.append(f"- [the run on the dashboard]({public_url.rstrip('/')}/runs/{job.id})")
     return "\n".join(lines) + "\n"
+
+
+def _pushed(result: dict[str, Any]) -> list[str]:
+    """The status comment's lines saying what this turn pushed, or why nothing."""
+    if result.get("pushed"):
+        head, branch = str(result.get("head"))[:12], result.get("branch")
+        lines = [f"- pushed `{head}` to `{branch}` {result.get('changes', '')}"]
+        return lines + ([f"- {result['scrubbed']}"] if result.get("scrubbed") else [])
+    if result.get("refused"):
+        return [f"- the push was refused: {result['refused'][:500]} (the work is kept in baton's worktree)"]
+    if result.get("conflict"):
+        return [
+            f"- conflict markers are left in {result['conflict']}."
+            " Nothing was committed or pushed; the work stays in baton's worktree, and the next turn is"
+            " told to resolve them first"
+        ]
+    return [f"- {result['why']}"] if result.get("why") else []
 
 
 def _waiting(job: JobRecord, result: dict[str, Any]) -> list[str]:

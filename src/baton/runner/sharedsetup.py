@@ -1,15 +1,13 @@
 """One preparation per repository and set of inputs, shared by every thread whose worktree has them. A
-key's first setup (no stamp for its worktree) takes the prepared tree of its setup's inputs and
-configured setup (:mod:`baton.environment.prepared`; see :func:`share` for a commit off the default
-branch), under that tree's lock so concurrent threads wait for one preparation: when it has none
-yet, the commit is checked out there and the plan found there runs in it
-(:func:`baton.runner.setuprun.run_all`, in the walls the agent would get in that tree, with the tree's
-own home and temp dir, under ``setup_egress`` only when the commit is on the repository's default
-branch: else the agent could have written it, and it gets the agent's egress); then, made or found,
-its results are copied into the key's worktree and relocated (:func:`baton.environment.results.give`).
-What the key's branch changed beyond that commit is the caller's: its maintenance or its setup, in its
-own worktree. Counted per repository: preparations and hits.
-"""
+key's first setup (no stamp for its worktree) takes the prepared tree of its setup's inputs
+(:mod:`baton.environment.prepared`; :func:`share` says which tree a commit gets), under its lock so
+concurrent threads wait for one preparation: when it has none yet, the commit is checked out there
+and its plan runs in it (:func:`baton.runner.setuprun.run_all`, in the walls the agent would get
+there, with the tree's own home and temp dir, under ``setup_egress`` only when the commit is on the
+default branch: else the agent could have written it, and it gets the agent's egress); then its
+results are copied into the key's worktree and relocated (:func:`baton.environment.results.give`).
+What the key's branch changed beyond that is the caller's: its maintenance or its setup, in its own
+worktree. Counted per repository: preparations and hits."""
 
 from __future__ import annotations
 
