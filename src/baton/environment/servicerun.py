@@ -95,18 +95,33 @@ def _ensure(settings: Settings, program: str, space: Path, service: Service) -> 
     name = containers.container_name(space, service.name)
     spec = _spec(service, network, program)
     state = containers.read_state(settings, name)
-    if state is not None and state.spec == spec and _running(program, name) and _answers(state.port):
+    if state is not None and _reusable(program, state, spec):
         containers.write_state(settings, _used(state))
         return state.port, "reused"
     began = time.monotonic()
     _run(program, containers.remove_argv(program, name)[1:], check=False)
-    port = state.port if state is not None and _free_soon(state.port) else _free_port()
+    port = _old_port(state) or _free_port()
     argv = _run_argv(program, name, space, service, port, network)
     fresh = State(name, program, str(space), service.name, port, spec, time.time())
     containers.write_state(settings, fresh)  # before it runs: the key's removal finds it either way
     _run(program, argv)
     _ready(program, name, service, port)
     return port, f"started in {time.monotonic() - began:.1f} s"
+
+
+def _reusable(program: str, state: State, spec: str) -> bool:
+    """Whether the key's container is the one wanted, still running and answering."""
+    fits = not state.stopped and state.spec == spec
+    return fits and _running(program, state.container) and _answers(state.port)
+
+
+def _old_port(state: State | None) -> int | None:
+    """The port the service had, when it is free: the agent's conversation already knows that address.
+    A container just removed may hold it a moment longer; one the sweep stopped for idleness does not."""
+    if state is None:
+        return None
+    free = _free(state.port) if state.stopped else _free_soon(state.port)
+    return state.port if free else None
 
 
 def _used(state: State) -> State:

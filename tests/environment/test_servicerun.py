@@ -1,0 +1,94 @@
+"""A key's services started through an engine that is a script recording its argv (the real podman:
+tests/environment/test_servicerun_real.py): a service the sweep stopped for idleness comes back on its
+old port when that is free, on a new one only when something else holds it."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from baton.environment import servicerun
+from baton.environment.services import read_services
+from baton.settings import Settings
+from baton.workspace import containers
+
+SERVICE = '[services.db]\nimage = "localhost/db:1"\nport_env = "PGPORT"\nready = ["true"]\n'
+
+
+def fake_engine(tmp_path: Path) -> Path:
+    """An engine whose container "runs" from its ``run`` to its ``rm``; ``exec`` (the ready check)
+    succeeds; every call is appended to ``called``."""
+    engine = tmp_path / "podman"
+    running, called = tmp_path / "running", tmp_path / "called"
+    engine.write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" >> {called}\n'
+        'case "$1" in\n'
+        f"  run) touch {running}; echo id ;;\n"
+        f"  rm) rm -f {running} ;;\n"
+        f"  container) if [ -e {running} ]; then echo true; else echo false; fi ;;\n"
+        "esac\n"
+    )
+    engine.chmod(0o755)
+    return engine
+
+
+@pytest.fixture
+def engine_settings(settings: Settings, tmp_path: Path) -> Settings:
+    return settings.with_(services_engine=str(fake_engine(tmp_path)))
+
+
+def test_a_service_stopped_for_idleness_comes_back_on_its_old_port(
+    engine_settings: Settings, tmp_path: Path
+) -> None:
+    services = read_services(SERVICE)
+    space = tmp_path / "space"
+    space.mkdir()
+    first = servicerun.start(engine_settings, space, services)
+    assert first.error is None and "(started in" in (first.note or "")
+    (port,) = first.ports
+    stopped, errors = containers.sweep_idle(engine_settings, time.time() + 31 * 60)
+    assert errors == {} and len(stopped) == 1
+    [kept] = containers.states(engine_settings)
+    assert kept.stopped and kept.port == port  # the container is gone, its port remembered
+    assert containers.sweep_idle(engine_settings, time.time() + 62 * 60) == ([], {})  # not stopped twice
+    again = servicerun.start(engine_settings, space, services)
+    assert again.error is None and "(started in" in (again.note or "")
+    assert again.ports == (port,) and again.env["BATON_SERVICE_PORTS"] == str(port)
+    [state] = containers.states(engine_settings)
+    assert not state.stopped
+
+
+def test_a_stopped_service_whose_port_was_taken_meanwhile_gets_a_new_one(
+    engine_settings: Settings, tmp_path: Path
+) -> None:
+    services = read_services(SERVICE)
+    space = tmp_path / "space"
+    space.mkdir()
+    (port,) = servicerun.start(engine_settings, space, services).ports
+    containers.sweep_idle(engine_settings, time.time() + 31 * 60)
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", port))
+        other.listen()
+        began = time.monotonic()
+        again = servicerun.start(engine_settings, space, services)
+    assert again.error is None and again.ports != (port,)
+    assert time.monotonic() - began < servicerun.OLD_PORT_WAIT  # long stopped: no wait for it
+
+
+def test_a_stopped_services_state_is_forgotten_with_its_key(
+    engine_settings: Settings, tmp_path: Path
+) -> None:
+    space = tmp_path / "space"
+    space.mkdir()
+    servicerun.start(engine_settings, space, read_services(SERVICE))
+    containers.sweep_idle(engine_settings, time.time() + 31 * 60)
+    shutil.rmtree(space)
+    assert containers.sweep_idle(engine_settings, time.time(), dry_run=True) == ([], {})
+    assert len(containers.states(engine_settings)) == 1  # a dry run forgets nothing
+    containers.sweep_idle(engine_settings, time.time())
+    assert containers.states(engine_settings) == []
