@@ -1,6 +1,7 @@
 """A key's services started through an engine that is a script recording its argv (the real podman:
 tests/environment/test_servicerun_real.py): a service the sweep stopped for idleness comes back on its
-old port when that is free, on a new one only when something else holds it."""
+old port when that is free, on a new one only when something else holds it; one that never becomes
+ready is removed, its output's tail on the error; an engine's error is said whole or cut at a line."""
 
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ SERVICE = '[services.db]\nimage = "localhost/db:1"\nport_env = "PGPORT"\nready =
 
 def fake_engine(tmp_path: Path) -> Path:
     """An engine whose container "runs" from its ``run`` to its ``rm``; ``exec`` (the ready check)
-    succeeds; every call is appended to ``called``."""
+    succeeds unless a file ``unready`` exists; every call is appended to ``called``."""
     engine = tmp_path / "podman"
-    running, called = tmp_path / "running", tmp_path / "called"
+    running, called, unready = tmp_path / "running", tmp_path / "called", tmp_path / "unready"
     engine.write_text(
         "#!/bin/sh\n"
         f'echo "$@" >> {called}\n'
@@ -31,6 +32,8 @@ def fake_engine(tmp_path: Path) -> Path:
         f"  run) touch {running}; echo id ;;\n"
         f"  rm) rm -f {running} ;;\n"
         f"  container) if [ -e {running} ]; then echo true; else echo false; fi ;;\n"
+        f"  exec) [ ! -e {unready} ] ;;\n"
+        "  logs) printf 'starting\\nFATAL: \\033[31mno config\\033[0m\\n' ;;\n"
         "esac\n"
     )
     engine.chmod(0o755)
@@ -92,3 +95,32 @@ def test_a_stopped_services_state_is_forgotten_with_its_key(
     assert len(containers.states(engine_settings)) == 1  # a dry run forgets nothing
     containers.sweep_idle(engine_settings, time.time())
     assert containers.states(engine_settings) == []
+
+
+def test_a_service_that_never_becomes_ready_is_removed_its_output_said(
+    engine_settings: Settings, tmp_path: Path
+) -> None:
+    (service,) = read_services(SERVICE + "ready_timeout = 0.5\n")
+    (tmp_path / "unready").touch()
+    space = tmp_path / "space"
+    space.mkdir()
+    failed = servicerun.start(engine_settings, space, (service,))
+    assert failed.error is not None and "not ready after 0.5 s" in failed.error
+    assert "starting\nFATAL: \\x1b[31mno config\\x1b[0m" in failed.error  # its log, escaped
+    assert failed.error.endswith("its container was removed")
+    assert not (tmp_path / "running").exists()
+    name = containers.container_name(space, "db")
+    assert f"rm -f -t 10 {name}" in (tmp_path / "called").read_text().splitlines()[-1]
+    [state] = containers.states(engine_settings)
+    assert state.stopped  # its port kept for the next try, and forgotten with its key
+
+
+def test_output_is_cut_at_a_line_or_a_word_and_says_so() -> None:
+    lines = "\n".join(f"line {i} of the engine's error" for i in range(100))
+    cut = servicerun.tail(lines, 100)
+    assert cut.startswith("…\n") and cut.endswith("line 99 of the engine's error")
+    assert all(line.startswith("line ") for line in cut.splitlines()[1:])  # whole lines
+    assert len(cut) <= 100 + 2
+    one = servicerun.tail("Error: " + "word " * 100 + "end", 50)
+    assert one.startswith("…word ") and one.endswith("end") and len(one) <= 50
+    assert servicerun.tail("short\n") == "short"

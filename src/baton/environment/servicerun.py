@@ -26,7 +26,7 @@ from baton.workspace import containers
 from baton.workspace.containers import State
 
 RUN_SECONDS = 300  # `run` may unpack an image first
-TAIL = 600
+TAIL = 1500  # characters of an engine's error or a container's output on the run's error
 
 
 class ServiceFailed(RuntimeError):
@@ -104,9 +104,20 @@ def _ensure(settings: Settings, program: str, space: Path, service: Service) -> 
     argv = _run_argv(program, name, space, service, port, network)
     fresh = State(name, program, str(space), service.name, port, spec, time.time())
     containers.write_state(settings, fresh)  # before it runs: the key's removal finds it either way
-    _run(program, argv)
-    _ready(program, name, service, port)
+    try:
+        _run(program, argv)
+        _ready(program, name, service, port)
+    except ServiceFailed as exc:
+        raise ServiceFailed(f"{exc}\n{_discard(settings, fresh)}") from exc
     return port, f"started in {time.monotonic() - began:.1f} s"
+
+
+def _discard(settings: Settings, state: State) -> str:
+    """Remove the container of a service that did not start or become ready, its port kept for the
+    next turn: left running, it would hold its port and memory until the sweep though no turn uses it.
+    What became of it, said on the error."""
+    error = containers.stop(settings, state, keep=True)
+    return "its container was removed" if error is None else f"removing its container failed: {error}"
 
 
 def _reusable(program: str, state: State, spec: str) -> bool:
@@ -209,8 +220,8 @@ def _run(
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ServiceFailed(f"{Path(program).name} {argv[0]}: {exc}") from exc
     if check and done.returncode != 0:
-        said = (done.stderr or done.stdout).strip()[-TAIL:]
-        raise ServiceFailed(f"{Path(program).name} {argv[0]} exited {done.returncode}: {said}")
+        said = tail(done.stderr or done.stdout)
+        raise ServiceFailed(f"{Path(program).name} {argv[0]} exited {done.returncode}:\n{said}")
     return done
 
 
@@ -221,7 +232,25 @@ def _running(program: str, name: str) -> bool:
 
 def _logs(program: str, name: str) -> str:
     done = _run(program, ["logs", "--tail", "15", name], check=False)
-    return (done.stdout + done.stderr).strip()[-TAIL:]
+    return tail(done.stdout + done.stderr) or "(none)"
+
+
+def tail(text: str, limit: int = TAIL) -> str:
+    """The end of an engine's or a container's output, whole lines (a single longer line from a word),
+    at most ``limit`` characters, "…" where some were left off; control characters escaped, since the
+    container's output is anyone's and goes into the run's error."""
+    lines = [_printable(line) for line in text.strip().splitlines()]
+    kept: list[str] = []
+    while lines and sum(len(k) + 1 for k in kept) + len(lines[-1]) <= limit:
+        kept.insert(0, lines.pop())
+    if not kept and lines:  # one line longer than the limit: its end, from a word's start
+        end = lines.pop()[1 - limit :]
+        return "…" + (end.partition(" ")[2] if " " in end else end)
+    return "\n".join(["…", *kept] if lines else kept)
+
+
+def _printable(line: str) -> str:
+    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in line)
 
 
 def _answers(port: int) -> bool:
