@@ -1,10 +1,12 @@
 """A key's services started through an engine that is a script recording its argv (the real podman:
 tests/environment/test_servicerun_real.py): a service the sweep stopped for idleness comes back on its
 old port when that is free, on a new one only when something else holds it; one that never becomes
-ready is removed, its output's tail on the error; an engine's error is said whole or cut at a line."""
+ready is removed, its output's tail on the error; an engine's error is said whole or cut at a line; an
+engine that cannot set its default rlimits is given baton's own."""
 
 from __future__ import annotations
 
+import resource
 import shutil
 import socket
 import time
@@ -22,14 +24,18 @@ SERVICE = '[services.db]\nimage = "localhost/db:1"\nport_env = "PGPORT"\nready =
 
 def fake_engine(tmp_path: Path) -> Path:
     """An engine whose container "runs" from its ``run`` to its ``rm``; ``exec`` (the ready check)
-    succeeds unless a file ``unready`` exists; every call is appended to ``called``."""
+    succeeds unless a file ``unready`` exists; with a file ``rlimits``, a ``run`` without ``--ulimit``
+    fails as runc does where it cannot set podman's default rlimits; every call is appended to
+    ``called``."""
     engine = tmp_path / "podman"
     running, called, unready = tmp_path / "running", tmp_path / "called", tmp_path / "unready"
     engine.write_text(
         "#!/bin/sh\n"
         f'echo "$@" >> {called}\n'
         'case "$1" in\n'
-        f"  run) touch {running}; echo id ;;\n"
+        f'  run) if [ -e {tmp_path}/rlimits ] && ! echo "$@" | grep -q -- --ulimit; then\n'
+        "         echo 'Error: runc: error setting rlimit type 7: not permitted' >&2; exit 126; fi\n"
+        f"       touch {running}; echo id ;;\n"
         f"  rm) rm -f {running} ;;\n"
         f"  container) if [ -e {running} ]; then echo true; else echo false; fi ;;\n"
         f"  exec) [ ! -e {unready} ] ;;\n"
@@ -124,3 +130,22 @@ def test_output_is_cut_at_a_line_or_a_word_and_says_so() -> None:
     one = servicerun.tail("Error: " + "word " * 100 + "end", 50)
     assert one.startswith("…word ") and one.endswith("end") and len(one) <= 50
     assert servicerun.tail("short\n") == "short"
+
+
+def test_an_engine_that_cannot_set_its_default_rlimits_is_given_batons_own(
+    engine_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(servicerun, "_LIMITED", set())
+    (tmp_path / "rlimits").touch()
+    space = tmp_path / "space"
+    space.mkdir()
+    started = servicerun.start(engine_settings, space, read_services(SERVICE))
+    assert started.error is None, started.error
+    runs = [line for line in (tmp_path / "called").read_text().splitlines() if line.startswith("run ")]
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert len(runs) == 2 and f"--ulimit nofile={nofile}:{nofile} --ulimit nproc=" in runs[1]
+    nproc = int(runs[1].split("nproc=")[1].split(":")[0])
+    assert 0 < nproc <= servicerun.NPROC_CAP
+    servicerun.start(engine_settings, tmp_path, read_services(SERVICE))  # another key: at once
+    runs = [line for line in (tmp_path / "called").read_text().splitlines() if line.startswith("run ")]
+    assert len(runs) == 3 and "--ulimit" in runs[2]

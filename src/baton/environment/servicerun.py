@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -105,7 +107,7 @@ def _ensure(settings: Settings, program: str, space: Path, service: Service) -> 
     fresh = State(name, program, str(space), service.name, port, spec, time.time())
     containers.write_state(settings, fresh)  # before it runs: the key's removal finds it either way
     try:
-        _run(program, argv)
+        _run_container(program, name, argv)
         _ready(program, name, service, port)
     except ServiceFailed as exc:
         raise ServiceFailed(f"{exc}\n{_discard(settings, fresh)}") from exc
@@ -171,6 +173,44 @@ def _run_argv(program: str, name: str, space: Path, service: Service, port: int,
         chown = ":U" if Path(program).name == "podman" else ""  # owned by the container's user
         argv += ["-v", f"{data}:{service.data}{chown}"]
     return [*argv, "--", service.image]
+
+
+# A rootful podman without CAP_SYS_RESOURCE (a container host nested in another, as this project's test
+# machine) cannot give a container its default rlimits (nofile 1048576, above its own hard limit): runc
+# fails "error setting rlimit type 7", crun "setrlimit `RLIMIT_NOFILE`". The start is then tried again
+# with rlimits it can set (:func:`ulimits`), and so is every later one of that engine in this process.
+RLIMIT_REFUSED = re.compile(r"setting rlimit|setrlimit", re.IGNORECASE)
+NPROC_CAP = 4096
+_LIMITED: set[str] = set()  # the engines found to need them
+
+
+def _run_container(program: str, name: str, argv: list[str]) -> None:
+    """``run -d`` of the container, again with :func:`ulimits` when the engine refused its defaults."""
+    if program in _LIMITED:
+        _run(program, [argv[0], *ulimits(), *argv[1:]])
+        return
+    try:
+        _run(program, argv)
+    except ServiceFailed as exc:
+        if not RLIMIT_REFUSED.search(str(exc)):
+            raise
+        _run(program, containers.remove_argv(program, name)[1:], check=False)  # it was created
+        _LIMITED.add(program)
+        _run(program, [argv[0], *ulimits(), *argv[1:]])
+
+
+def ulimits() -> list[str]:
+    """``--ulimit`` flags of baton's own soft limits, which the engine it starts can always set: open
+    files as baton's; processes at most :data:`NPROC_CAP` (podman holds its own at 32768 on such a
+    host, whatever baton's, and Linux counts them per user across the host, not per container)."""
+    nofile = _soft(resource.RLIMIT_NOFILE, 1024 * 1024)  # podman's own default, when baton has none
+    nproc = _soft(resource.RLIMIT_NPROC, NPROC_CAP)
+    return ["--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}"]
+
+
+def _soft(which: int, cap: int) -> int:
+    soft = resource.getrlimit(which)[0]
+    return cap if soft == resource.RLIM_INFINITY else min(soft, cap)
 
 
 def _container_env(service: Service, port: int, network: str) -> dict[str, str]:
