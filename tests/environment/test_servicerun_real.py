@@ -105,3 +105,18 @@ def test_a_service_never_ready_is_removed_and_its_output_said(podman: Settings, 
     assert "its container was removed" in failed.error
     name = containers.container_name(tmp_path, "echo")
     assert subprocess.run(["podman", "container", "exists", name]).returncode == 1
+
+
+def test_a_missing_image_is_named_with_what_to_do(podman: Settings, tmp_path: Path) -> None:
+    image = "localhost/baton-test-missing:1"
+    services = read_services(f'[services.db]\nimage = "{image}"\nport_env = "PORT"\n')
+    failed = servicerun.start(podman, tmp_path, services)
+    print(failed.error)
+    assert failed.error is not None
+    assert f"the image {image} is not among podman's images and could not be pulled" in failed.error
+    pulled = subprocess.run(["podman", "pull", image], capture_output=True, text=True, check=False)
+    last = pulled.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and image in last
+    assert last in failed.error.splitlines()  # podman's own last words, whole
+    assert f"\nBuild it on this host (`podman build -t {image} ...`)" in failed.error
+    assert f"`podman pull {image}`" in failed.error and "services_engine = off" in failed.error

@@ -107,7 +107,7 @@ def _ensure(settings: Settings, program: str, space: Path, service: Service) -> 
     fresh = State(name, program, str(space), service.name, port, spec, time.time())
     containers.write_state(settings, fresh)  # before it runs: the key's removal finds it either way
     try:
-        _run_container(program, name, argv)
+        _run_container(program, name, argv, service.image)
         _ready(program, name, service, port)
     except ServiceFailed as exc:
         raise ServiceFailed(f"{exc}\n{_discard(settings, fresh)}") from exc
@@ -184,19 +184,43 @@ NPROC_CAP = 4096
 _LIMITED: set[str] = set()  # the engines found to need them
 
 
-def _run_container(program: str, name: str, argv: list[str]) -> None:
-    """``run -d`` of the container, again with :func:`ulimits` when the engine refused its defaults."""
-    if program in _LIMITED:
-        _run(program, [argv[0], *ulimits(), *argv[1:]])
-        return
+def _run_container(program: str, name: str, argv: list[str], image: str) -> None:
+    """``run -d`` of the container, again with :func:`ulimits` when the engine refused its defaults;
+    a missing image said as such (:func:`_missing`)."""
     try:
-        _run(program, argv)
+        if program in _LIMITED:
+            _run(program, [argv[0], *ulimits(), *argv[1:]])
+            return
+        try:
+            _run(program, argv)
+        except ServiceFailed as exc:
+            if not RLIMIT_REFUSED.search(str(exc)):
+                raise
+            _run(program, containers.remove_argv(program, name)[1:], check=False)  # it was created
+            _LIMITED.add(program)
+            _run(program, [argv[0], *ulimits(), *argv[1:]])
     except ServiceFailed as exc:
-        if not RLIMIT_REFUSED.search(str(exc)):
+        if _has_image(program, image):
             raise
-        _run(program, containers.remove_argv(program, name)[1:], check=False)  # it was created
-        _LIMITED.add(program)
-        _run(program, [argv[0], *ulimits(), *argv[1:]])
+        raise _missing(program, image, exc) from exc
+
+
+def _has_image(program: str, image: str) -> bool:
+    return (
+        _run(program, ["image", "inspect", "--format", "{{.Id}}", "--", image], check=False).returncode == 0
+    )
+
+
+def _missing(program: str, image: str, exc: ServiceFailed) -> ServiceFailed:
+    """The error of a service whose image the engine has not and could not pull: the image named,
+    the engine's last words, and the ways out."""
+    engine = Path(program).name
+    return ServiceFailed(
+        f"the image {image} is not among {engine}'s images and could not be pulled: {exc}\n"
+        f"Build it on this host (`{engine} build -t {image} ...`), or pull it where a registry is "
+        f"reachable (`{engine} pull {image}`) and bring it here (`{engine} save` there, `{engine} load` "
+        "here); or set services_engine = off to run the turns without their services."
+    )
 
 
 def ulimits() -> list[str]:
