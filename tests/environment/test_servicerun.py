@@ -16,6 +16,7 @@ import pytest
 
 from baton.environment import servicerun
 from baton.environment.services import read_services
+from baton.sandbox import enginelimits
 from baton.settings import Settings
 from baton.workspace import containers
 
@@ -135,7 +136,7 @@ def test_output_is_cut_at_a_line_or_a_word_and_says_so() -> None:
 def test_an_engine_that_cannot_set_its_default_rlimits_is_given_batons_own(
     engine_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(servicerun, "_LIMITED", set())
+    monkeypatch.setattr(enginelimits, "_needed", set())
     (tmp_path / "rlimits").touch()
     space = tmp_path / "space"
     space.mkdir()
@@ -145,7 +146,7 @@ def test_an_engine_that_cannot_set_its_default_rlimits_is_given_batons_own(
     nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     assert len(runs) == 2 and f"--ulimit nofile={nofile}:{nofile} --ulimit nproc=" in runs[1]
     nproc = int(runs[1].split("nproc=")[1].split(":")[0])
-    assert 0 < nproc <= servicerun.NPROC_CAP
+    assert 0 < nproc <= enginelimits.NPROC_CAP
     servicerun.start(engine_settings, tmp_path, read_services(SERVICE))  # another key: at once
     runs = [line for line in (tmp_path / "called").read_text().splitlines() if line.startswith("run ")]
     assert len(runs) == 3 and "--ulimit" in runs[2]

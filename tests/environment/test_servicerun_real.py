@@ -23,6 +23,7 @@ import pytest
 
 from baton.environment import servicerun
 from baton.environment.services import Service, read_services
+from baton.sandbox import enginelimits
 from baton.settings import Settings
 from baton.workspace import containers
 
@@ -59,7 +60,7 @@ def _libraries(binary: str) -> list[str]:
 def podman(tiny_image: str, monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[Settings]:
     """Settings whose services run in podman as it comes, without the fleet's containers.conf."""
     monkeypatch.delenv("CONTAINERS_CONF", raising=False)
-    monkeypatch.setattr(servicerun, "_LIMITED", set(), raising=False)  # found anew by each test
+    monkeypatch.setattr(enginelimits, "_needed", set())  # found anew by each test
     yield settings.with_(services_engine="podman")
     for state in containers.states(settings):
         subprocess.run(["podman", "rm", "-f", "-t", "0", state.container], capture_output=True, check=False)

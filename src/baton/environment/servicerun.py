@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
-import resource
 import shutil
 import socket
 import subprocess
@@ -23,6 +21,7 @@ from pathlib import Path
 
 from baton import retry
 from baton.environment.services import HOST, Service, fill
+from baton.sandbox import enginelimits
 from baton.settings import Settings
 from baton.workspace import containers
 from baton.workspace.containers import State
@@ -175,30 +174,21 @@ def _run_argv(program: str, name: str, space: Path, service: Service, port: int,
     return [*argv, "--", service.image]
 
 
-# A rootful podman without CAP_SYS_RESOURCE (a container host nested in another, as this project's test
-# machine) cannot give a container its default rlimits (nofile 1048576, above its own hard limit): runc
-# fails "error setting rlimit type 7", crun "setrlimit `RLIMIT_NOFILE`". The start is then tried again
-# with rlimits it can set (:func:`ulimits`), and so is every later one of that engine in this process.
-RLIMIT_REFUSED = re.compile(r"setting rlimit|setrlimit", re.IGNORECASE)
-NPROC_CAP = 4096
-_LIMITED: set[str] = set()  # the engines found to need them
-
-
 def _run_container(program: str, name: str, argv: list[str], image: str) -> None:
-    """``run -d`` of the container, again with :func:`ulimits` when the engine refused its defaults;
-    a missing image said as such (:func:`_missing`)."""
+    """``run -d`` of the container, again with baton's own rlimits when the engine refused its
+    defaults (:mod:`baton.sandbox.enginelimits`); a missing image said as such (:func:`_missing`)."""
     try:
-        if program in _LIMITED:
-            _run(program, [argv[0], *ulimits(), *argv[1:]])
+        if enginelimits.needed(program):
+            _run(program, [argv[0], *enginelimits.flags(), *argv[1:]])
             return
         try:
             _run(program, argv)
         except ServiceFailed as exc:
-            if not RLIMIT_REFUSED.search(str(exc)):
+            if not enginelimits.refused(str(exc)):
                 raise
             _run(program, containers.remove_argv(program, name)[1:], check=False)  # it was created
-            _LIMITED.add(program)
-            _run(program, [argv[0], *ulimits(), *argv[1:]])
+            enginelimits.remember(program)
+            _run(program, [argv[0], *enginelimits.flags(), *argv[1:]])
     except ServiceFailed as exc:
         if _has_image(program, image):
             raise
@@ -221,20 +211,6 @@ def _missing(program: str, image: str, exc: ServiceFailed) -> ServiceFailed:
         f"reachable (`{engine} pull {image}`) and bring it here (`{engine} save` there, `{engine} load` "
         "here); or set services_engine = off to run the turns without their services."
     )
-
-
-def ulimits() -> list[str]:
-    """``--ulimit`` flags of baton's own soft limits, which the engine it starts can always set: open
-    files as baton's; processes at most :data:`NPROC_CAP` (podman holds its own at 32768 on such a
-    host, whatever baton's, and Linux counts them per user across the host, not per container)."""
-    nofile = _soft(resource.RLIMIT_NOFILE, 1024 * 1024)  # podman's own default, when baton has none
-    nproc = _soft(resource.RLIMIT_NPROC, NPROC_CAP)
-    return ["--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}"]
-
-
-def _soft(which: int, cap: int) -> int:
-    soft = resource.getrlimit(which)[0]
-    return cap if soft == resource.RLIM_INFINITY else min(soft, cap)
 
 
 def _container_env(service: Service, port: int, network: str) -> dict[str, str]:
