@@ -125,3 +125,63 @@ def test_the_configured_setup_and_the_prepared_trees(cli: Cli, tmp_path: Path, h
     assert isinstance(data["setup"], dict) and data["setup"]["source"] == "config"
     assert "over the repository's .baton/setup.sh" in data["setup"]["why"]
     assert isinstance(data["prepared"], dict) and data["prepared"]["this_commit"] is False
+
+
+SERVICES = """
+[services.db]
+image = "localhost/baton-postgres:dev"
+port_env = "PGPORT"
+[services.cache]
+image = "localhost/baton-redis:dev"
+port = 6379
+env = { REDIS_PORT = "${port}" }
+"""
+
+
+def test_the_declared_services_are_listed_with_the_engine_that_would_start_them(
+    cli: Cli, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "src", {".baton/services.toml": SERVICES})
+    code, data = doctor(cli, repo)
+    services = data["services"]
+    assert code == 0 and isinstance(services, dict) and services["error"] is None
+    assert services["services"] == [
+        {"name": "db", "image": "localhost/baton-postgres:dev", "port": None, "port_env": "PGPORT",
+         "source": ".baton/services.toml"},
+        {"name": "cache", "image": "localhost/baton-redis:dev", "port": 6379, "port_env": None,
+         "source": ".baton/services.toml"},
+    ]  # fmt: skip
+    human = cli("doctor", "-r", str(repo), env={"BATON_SERVICES_ENGINE": "off"}).stdout
+    assert "services    2, skipped: services_engine = off" in human
+    assert "  db  localhost/baton-postgres:dev, port_env PGPORT (.baton/services.toml)" in human
+    assert "  cache  localhost/baton-redis:dev, port 6379 (.baton/services.toml)" in human
+    assert "services    none declared" in cli("doctor", "-r", str(make_repo(tmp_path / "bare"))).stdout
+
+
+def test_a_bad_services_file_is_named_with_its_field_and_exits_1(cli: Cli, tmp_path: Path) -> None:
+    bad = '[services.db]\nimage = "$(touch /tmp/pwned)"\nport = 5432\n'
+    repo = make_repo(tmp_path / "src", {".baton/services.toml": bad})
+    code, data = doctor(cli, repo)
+    services = data["services"]
+    assert code == 1 and data["ok"] is False and isinstance(services, dict)
+    assert services["error"].startswith(".baton/services.toml: services.db.image must be an image name")
+    human = cli("doctor", "-r", str(repo))
+    assert human.returncode == 1
+    assert "services    cannot be used: .baton/services.toml: services.db.image must be" in human.stdout
+
+
+def test_a_dev_containers_compose_services_are_listed_or_set_aside(cli: Cli, tmp_path: Path) -> None:
+    compose = "services:\n  db:\n    image: postgres:16\n    ports: ['5432']\n  app:\n    build: .\n"
+    devcontainer = '{"dockerComposeFile": "../compose.yml", "service": "web"}'
+    files = {".devcontainer/devcontainer.json": devcontainer, "compose.yml": compose}
+    repo = make_repo(tmp_path / "src", files)
+    published = cli("doctor", "-r", str(repo), "--json", env={"BATON_SERVICES_NETWORK": "publish"})
+    services = json.loads(published.stdout)["services"]
+    assert [(s["name"], s["image"], s["port"], s["source"]) for s in services["services"]] == [
+        ("db", "postgres:16", 5432, "compose.yml")
+    ]
+    assert [s.split(" ")[0] for s in services["set_aside"]] == ["app"]
+    _code, data = doctor(cli, repo)  # host networking: set aside, saying why
+    services = data["services"]
+    assert isinstance(services, dict) and services["services"] == []
+    assert "services_network = host: declare them in .baton/services.toml" in services["set_aside"][0]

@@ -22,6 +22,7 @@ from baton.models import SessionStatus
 from baton.settings import Settings
 from baton.store import Store
 from baton.store.leases import LeaseHolder
+from baton.workspace.containers import State, container_name, write_state
 from baton.workspace.gitcmd import commit_of
 from baton.workspace.keyspace import cache_dir, key_dir
 from baton.workspace.workdirs import Workdirs, disk_usage
@@ -196,3 +197,21 @@ def test_baton_sweep_cli(
     assert real.returncode == 0, real.stderr
     assert "expired 1 session(s)" in real.stdout and not Path(first.session.worktree).exists()
     assert any(a["action"] == "sweep" and a["actor"] == getpass.getuser() for a in store.list_audit(limit=5))
+
+
+def test_baton_sweep_dry_run_says_which_service_it_would_stop(
+    settings: Settings, store: Store, tmp_path: Path, cli_here: Callable[..., CompletedProcess[str]]
+) -> None:
+    engine = tmp_path / "podman"
+    engine.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "called"}\n')
+    engine.chmod(0o755)
+    space = tmp_path / "space"
+    space.mkdir()
+    idle = State(container_name(space, "db"), str(engine), str(space), "db", 41234, "spec", 0.0)
+    write_state(settings, idle)
+    dry = cli_here("sweep", "--dry-run").stdout
+    assert f"  would stop the service container {idle.container}\n" in dry
+    assert "stopped the service container" not in dry and not (tmp_path / "called").exists()
+    real = cli_here("sweep").stdout
+    assert f"  stopped the service container {idle.container}\n" in real
+    assert (tmp_path / "called").read_text().startswith("rm -f")

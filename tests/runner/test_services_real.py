@@ -135,7 +135,9 @@ def test_each_key_gets_its_own_postgres_reused_restarted_and_stopped(
     assert mine.container not in _ours()
     stopped, errors = containers.sweep_idle(settings, time.time() + 31 * 60)  # the other one, idle
     assert errors == {} and len(stopped) == 1 and _ours() == []
-    assert containers.states(settings) == []
+    [idle] = containers.states(settings)
+    assert idle.stopped and idle.port == int(port2)  # kept: the key's next turn takes its port again
+    assert said(turn(settings, repo, "two")) == ("2", port2)
 
 
 def test_claude_reaches_its_postgres_from_its_own_network_namespace(

@@ -1,5 +1,6 @@
 """The keys' service containers as baton tracks them: the sweep stops those idle for
-``services_idle_minutes`` and those whose key's space is gone, never a fresh one (0: only with the key);
+``services_idle_minutes`` (keeping their state, for their port) and those whose key's space is gone,
+never a fresh one (0: only with the key);
 removing a key's space stops its containers first. The engine here is a script that records its argv
 (the real podman: tests/runner/test_services_real.py)."""
 
@@ -41,7 +42,8 @@ def test_the_sweep_stops_idle_services_and_those_of_a_gone_key(settings: Setting
     assert sorted(dry) == sorted([idle.container, orphan.container]) and not called.exists()
     stopped, errors = sweep_idle(settings, now)
     assert sorted(stopped) == sorted([idle.container, orphan.container]) and errors == {}
-    assert [s.container for s in states(settings)] == [fresh.container]
+    left = {s.container: s.stopped for s in states(settings)}  # the idle one's kept for its port
+    assert left == {fresh.container: False, idle.container: True}
     assert f"rm -f -t 10 {idle.container}" in called.read_text()
     assert containers.remove_argv("/usr/bin/docker", "c") == ["/usr/bin/docker", "rm", "-f", "c"]  # no -t
     never = settings.with_(services_idle_minutes=0)

@@ -1,11 +1,15 @@
 """``baton doctor -r REPO``: the setup a repository's threads would get, found on its default branch's
 head in baton's cache clone (fetched first, as a run does) and never run: which source applies and
 why, its commands, what it skips, the test command its instruction files name, the configured
-``[repo] setup`` that overrides it, and its prepared trees. Everything shown is the repository's text:
-data, escaped, control characters made visible."""
+``[repo] setup`` that overrides it, its prepared trees, and the services its turns would start.
+Everything shown is the repository's text: data, escaped, control characters made visible."""
 
 from __future__ import annotations
 
+import os
+import posixpath
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from baton.environment.plan import Command, SetupPlan
@@ -72,6 +76,42 @@ def _prepared(settings: Settings, slug: str, key: str | None, configured: str | 
     return {**row, "this_commit": bool(mine and mine.ready())}
 
 
+def _services(settings: Settings, cache: Path, commit: str, env: dict[str, str]) -> dict[str, Any]:
+    """The services the commit declares, as a turn would read them (``.baton/services.toml``, else its
+    dev container's compose services), or the error naming the file and the field; and the engine
+    that would start them (None: its turns would run without them)."""
+    # lazy: cold CLI
+    from baton.environment import DEVCONTAINER, DEVCONTAINER_ROOT, SERVICES
+    from baton.environment.discover import Unreadable
+    from baton.environment.servicerun import engine
+    from baton.environment.services import COMPOSE_MAX, compose_files
+    from baton.environment.survey import materialize_paths
+    from baton.runner.services import declared, devcontainer
+
+    program = engine(settings)
+    report: dict[str, Any] = {"services": [], "set_aside": [], "error": None, "engine": program}
+    if program is None:
+        report["engine_missing"] = (
+            "services_engine = off" if settings.services_engine == "off" else "no podman or docker on PATH"
+        )
+    with tempfile.TemporaryDirectory(prefix="baton-services-") as tmp:
+        root = Path(tmp)
+        materialize_paths(cache, commit, root, [SERVICES, DEVCONTAINER, DEVCONTAINER_ROOT], COMPOSE_MAX, env)
+        found = devcontainer(root) if not os.path.lexists(root / SERVICES) else None
+        if found is not None:
+            files = compose_files(found[1], posixpath.dirname(found[0]))
+            materialize_paths(cache, commit, root, files, COMPOSE_MAX, env)
+        try:
+            services, skipped = declared(settings.services_network, root)
+        except (Unreadable, UnicodeDecodeError, ValueError) as exc:
+            return {**report, "error": str(exc)}
+    report["services"] = [
+        {"name": s.name, "image": s.image, "port": s.port, "port_env": s.port_env, "source": s.source}
+        for s in services
+    ]
+    return {**report, "set_aside": list(skipped)}
+
+
 def repo_report(settings: Settings, spec: str) -> dict[str, Any]:
     """Everything ``doctor -r`` says, as JSON; ``ok`` is False when the setup cannot be used."""
     # lazy: cold CLI
@@ -86,7 +126,9 @@ def repo_report(settings: Settings, spec: str) -> dict[str, Any]:
     commit = run_git(["rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"], cwd=cache)
     override = configured_setup(settings, repo)
     configured = override[1] if override else None
-    found = survey(cache, commit, configured, workdirs.process_env(AGENT, repo.url))
+    env = workdirs.process_env(AGENT, repo.url)
+    found = survey(cache, commit, configured, env)
+    services = _services(settings, cache, commit, env)
     return {
         "repo": repo.slug,
         "branch": base.removeprefix("refs/remotes/origin/").removeprefix("refs/heads/"),
@@ -96,7 +138,8 @@ def repo_report(settings: Settings, spec: str) -> dict[str, Any]:
         "configured": {"table": override[0], "setup": override[1]} if override else None,
         "tests": {"file": found.tests[0], "command": found.tests[1]} if found.tests else None,
         "prepared": _prepared(settings, repo.slug, found.plan.key if found.plan else None, configured),
-        "ok": found.error is None,
+        "services": services,
+        "ok": found.error is None and services["error"] is None,
     }
 
 
@@ -132,7 +175,27 @@ def report_lines(data: dict[str, Any]) -> list[str]:
         else "none named (AGENTS.md, CLAUDE.md)"
     )
     lines.append(f"tests       {test_line}")
-    return [*lines, _prepared_line(data["prepared"])]
+    return [*lines, _prepared_line(data["prepared"]), *_services_lines(data["services"])]
+
+
+def _services_lines(report: dict[str, Any]) -> list[str]:
+    if report["error"]:
+        return [f"services    cannot be used: {visible(report['error'])}"]
+    services = report["services"]
+    if not services and not report["set_aside"]:
+        return ["services    none declared (.baton/services.toml, a dev container's compose file)"]
+    engine = report["engine"]
+    started = f"started by {visible(engine)}" if engine else f"skipped: {report['engine_missing']}"
+    lines = [f"services    {len(services)}, {started}"]
+    for s in services:
+        ports = [
+            f"port {s['port']}" if s["port"] else "",
+            f"port_env {s['port_env']}" if s["port_env"] else "",
+        ]
+        said = ", ".join([visible(s["image"]), *filter(None, ports)])
+        lines.append(f"  {visible(s['name'])}  {said} ({visible(s['source'])})")
+    lines += [f"  set aside {visible(why)}" for why in report["set_aside"]]
+    return lines
 
 
 def _prepared_line(p: dict[str, Any]) -> str:

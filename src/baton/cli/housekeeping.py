@@ -62,7 +62,8 @@ def _print_sweep(data: dict[str, Any]) -> None:
     lines += [f"  orphan {p}" for p in data["orphans"]]
     lines += [f"  package caches of {slug} (no session left)" for slug in data.get("package_caches", [])]
     lines += [f"  prepared environment {p}" for p in data.get("prepared", [])]
-    lines += [f"  stopped the service container {c}" for c in data.get("services", [])]
+    stop = "would stop" if dry else "stopped"
+    lines += [f"  {stop} the service container {c}" for c in data.get("services", [])]
     lines += [
         f"  ended {n} process(es) run {r} left (its runner died)"
         for r, n in data.get("leftovers", {}).items()

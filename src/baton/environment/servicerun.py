@@ -21,12 +21,13 @@ from pathlib import Path
 
 from baton import retry
 from baton.environment.services import HOST, Service, fill
+from baton.sandbox import enginelimits
 from baton.settings import Settings
 from baton.workspace import containers
 from baton.workspace.containers import State
 
 RUN_SECONDS = 300  # `run` may unpack an image first
-TAIL = 600
+TAIL = 1500  # characters of an engine's error or a container's output on the run's error
 
 
 class ServiceFailed(RuntimeError):
@@ -95,18 +96,44 @@ def _ensure(settings: Settings, program: str, space: Path, service: Service) -> 
     name = containers.container_name(space, service.name)
     spec = _spec(service, network, program)
     state = containers.read_state(settings, name)
-    if state is not None and state.spec == spec and _running(program, name) and _answers(state.port):
+    if state is not None and _reusable(program, state, spec):
         containers.write_state(settings, _used(state))
         return state.port, "reused"
     began = time.monotonic()
     _run(program, containers.remove_argv(program, name)[1:], check=False)
-    port = state.port if state is not None and _free_soon(state.port) else _free_port()
+    port = _old_port(state) or _free_port()
     argv = _run_argv(program, name, space, service, port, network)
     fresh = State(name, program, str(space), service.name, port, spec, time.time())
     containers.write_state(settings, fresh)  # before it runs: the key's removal finds it either way
-    _run(program, argv)
-    _ready(program, name, service, port)
+    try:
+        _run_container(program, name, argv, service.image)
+        _ready(program, name, service, port)
+    except ServiceFailed as exc:
+        raise ServiceFailed(f"{exc}\n{_discard(settings, fresh)}") from exc
     return port, f"started in {time.monotonic() - began:.1f} s"
+
+
+def _discard(settings: Settings, state: State) -> str:
+    """Remove the container of a service that did not start or become ready, its port kept for the
+    next turn: left running, it would hold its port and memory until the sweep though no turn uses it.
+    What became of it, said on the error."""
+    error = containers.stop(settings, state, keep=True)
+    return "its container was removed" if error is None else f"removing its container failed: {error}"
+
+
+def _reusable(program: str, state: State, spec: str) -> bool:
+    """Whether the key's container is the one wanted, still running and answering."""
+    fits = not state.stopped and state.spec == spec
+    return fits and _running(program, state.container) and _answers(state.port)
+
+
+def _old_port(state: State | None) -> int | None:
+    """The port the service had, when it is free: the agent's conversation already knows that address.
+    A container just removed may hold it a moment longer; one the sweep stopped for idleness does not."""
+    if state is None:
+        return None
+    free = _free(state.port) if state.stopped else _free_soon(state.port)
+    return state.port if free else None
 
 
 def _used(state: State) -> State:
@@ -145,6 +172,45 @@ def _run_argv(program: str, name: str, space: Path, service: Service, port: int,
         chown = ":U" if Path(program).name == "podman" else ""  # owned by the container's user
         argv += ["-v", f"{data}:{service.data}{chown}"]
     return [*argv, "--", service.image]
+
+
+def _run_container(program: str, name: str, argv: list[str], image: str) -> None:
+    """``run -d`` of the container, again with baton's own rlimits when the engine refused its
+    defaults (:mod:`baton.sandbox.enginelimits`); a missing image said as such (:func:`_missing`)."""
+    try:
+        if enginelimits.needed(program):
+            _run(program, [argv[0], *enginelimits.flags(), *argv[1:]])
+            return
+        try:
+            _run(program, argv)
+        except ServiceFailed as exc:
+            if not enginelimits.refused(str(exc)):
+                raise
+            _run(program, containers.remove_argv(program, name)[1:], check=False)  # it was created
+            enginelimits.remember(program)
+            _run(program, [argv[0], *enginelimits.flags(), *argv[1:]])
+    except ServiceFailed as exc:
+        if _has_image(program, image):
+            raise
+        raise _missing(program, image, exc) from exc
+
+
+def _has_image(program: str, image: str) -> bool:
+    return (
+        _run(program, ["image", "inspect", "--format", "{{.Id}}", "--", image], check=False).returncode == 0
+    )
+
+
+def _missing(program: str, image: str, exc: ServiceFailed) -> ServiceFailed:
+    """The error of a service whose image the engine has not and could not pull: the image named,
+    the engine's last words, and the ways out."""
+    engine = Path(program).name
+    return ServiceFailed(
+        f"the image {image} is not among {engine}'s images and could not be pulled: {exc}\n"
+        f"Build it on this host (`{engine} build -t {image} ...`), or pull it where a registry is "
+        f"reachable (`{engine} pull {image}`) and bring it here (`{engine} save` there, `{engine} load` "
+        "here); or set services_engine = off to run the turns without their services."
+    )
 
 
 def _container_env(service: Service, port: int, network: str) -> dict[str, str]:
@@ -194,8 +260,8 @@ def _run(
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ServiceFailed(f"{Path(program).name} {argv[0]}: {exc}") from exc
     if check and done.returncode != 0:
-        said = (done.stderr or done.stdout).strip()[-TAIL:]
-        raise ServiceFailed(f"{Path(program).name} {argv[0]} exited {done.returncode}: {said}")
+        said = tail(done.stderr or done.stdout)
+        raise ServiceFailed(f"{Path(program).name} {argv[0]} exited {done.returncode}:\n{said}")
     return done
 
 
@@ -206,7 +272,25 @@ def _running(program: str, name: str) -> bool:
 
 def _logs(program: str, name: str) -> str:
     done = _run(program, ["logs", "--tail", "15", name], check=False)
-    return (done.stdout + done.stderr).strip()[-TAIL:]
+    return tail(done.stdout + done.stderr) or "(none)"
+
+
+def tail(text: str, limit: int = TAIL) -> str:
+    """The end of an engine's or a container's output, whole lines (a single longer line from a word),
+    at most ``limit`` characters, "…" where some were left off; control characters escaped, since the
+    container's output is anyone's and goes into the run's error."""
+    lines = [_printable(line) for line in text.strip().splitlines()]
+    kept: list[str] = []
+    while lines and sum(len(k) + 1 for k in kept) + len(lines[-1]) <= limit:
+        kept.insert(0, lines.pop())
+    if not kept and lines:  # one line longer than the limit: its end, from a word's start
+        end = lines.pop()[1 - limit :]
+        return "…" + (end.partition(" ")[2] if " " in end else end)
+    return "\n".join(["…", *kept] if lines else kept)
+
+
+def _printable(line: str) -> str:
+    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in line)
 
 
 def _answers(port: int) -> bool:

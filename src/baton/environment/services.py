@@ -194,12 +194,9 @@ def compose_services(devcontainer: dict[str, Any], read: Callable[[str], bytes],
     # lazy: cold CLI
     import yaml  # only for a repository whose dev container names a compose file
 
-    files = devcontainer.get("dockerComposeFile")
-    names = [files] if isinstance(files, str) else files if isinstance(files, list) else []
     found: dict[str, Service] = {}
     skipped: list[str] = []
-    for name in names:
-        path = posixpath.normpath(posixpath.join(base, str(name)))  # "../compose.yml": the root's
+    for path in compose_files(devcontainer, base):
         try:
             data = yaml.safe_load(read(path).decode("utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -214,6 +211,13 @@ def compose_services(devcontainer: dict[str, Any], read: Callable[[str], bytes],
             else:
                 found[made.name] = made
     return Compose(tuple(found.values())[:MAX_SERVICES], tuple(skipped))
+
+
+def compose_files(devcontainer: dict[str, Any], base: str) -> list[str]:
+    """The worktree paths of the compose files a devcontainer.json in the directory ``base`` names."""
+    files = devcontainer.get("dockerComposeFile")
+    names = [files] if isinstance(files, str) else files if isinstance(files, list) else []
+    return [posixpath.normpath(posixpath.join(base, str(name))) for name in names]  # "../x": the root's
 
 
 def _wanted(devcontainer: dict[str, Any], service: str) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,25 @@ def materialize(cache: Path, commit: str, root: Path, env: dict[str, str] | None
     paths = [*SOURCES, BATON_MAINTAIN, *FILES]
     entries = _entries(cache, commit, paths, env)
     entries += [e for e in _entries(cache, commit, [], env) if is_input(e[3]) and e[3] not in paths]
+    _write(cache, entries, root, _limit, env)
+
+
+def materialize_paths(
+    cache: Path, commit: str, root: Path, paths: list[str], limit: int, env: dict[str, str] | None = None
+) -> None:
+    """Write ``paths`` as ``commit`` has them under ``root``, each at most ``limit`` bytes (a reader
+    that refuses larger ones is given one byte past it); a path the commit lacks is not written."""
+    if paths:
+        _write(cache, _entries(cache, commit, paths, env), root, lambda _path: limit + 1, env)
+
+
+def _write(
+    cache: Path,
+    entries: list[tuple[str, str, str, str]],
+    root: Path,
+    limit: Callable[[str], int],
+    env: dict[str, str] | None,
+) -> None:
     for mode, kind, oid, path in entries:
         target = root / path
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -59,7 +79,7 @@ def materialize(cache: Path, commit: str, root: Path, env: dict[str, str] | None
         elif kind != "blob":
             target.mkdir(exist_ok=True)
         else:
-            _write_blob(cache, oid, target, _limit(path), env)
+            _write_blob(cache, oid, target, limit(path), env)
 
 
 def _limit(path: str) -> int:

@@ -13,6 +13,7 @@ import dataclasses
 import os
 import posixpath
 from pathlib import Path
+from typing import Any
 
 from baton.environment import DEVCONTAINER, DEVCONTAINER_ROOT, SERVICES
 from baton.environment.discover import Unreadable, read, read_devcontainer
@@ -29,7 +30,7 @@ MAX_FILE = 64 * 1024
 def start_services(ctx: Context, prepared: Prepared) -> tuple[Prepared, RunRecord | None]:
     """``prepared`` with the key's services running and their variables; or the turn's recorded end."""
     try:
-        services, skipped = declared(ctx, prepared.worktree)
+        services, skipped = declared(ctx.settings.services_network, prepared.worktree)
     except (Unreadable, UnicodeDecodeError, ValueError) as exc:
         said = "environment: the repository's services cannot be used"
         return prepared, record_unstarted(ctx, prepared, Outcome.FAILED, f"environment: {exc}", said)
@@ -42,27 +43,34 @@ def start_services(ctx: Context, prepared: Prepared) -> tuple[Prepared, RunRecor
     return dataclasses.replace(prepared, note=note, services=started.env, services_text=text), None
 
 
-def declared(ctx: Context, worktree: Path) -> tuple[tuple[Service, ...], tuple[str, ...]]:
+def declared(network: str, worktree: Path) -> tuple[tuple[Service, ...], tuple[str, ...]]:
     """The key's services, and the ones set aside (why): ``.baton/services.toml``'s, else those of its
-    dev container's compose files (under host networking none: a compose service names no variable
-    that tells it its port)."""
+    dev container's compose files (under host networking, ``network``, none: a compose service names
+    no variable that tells it its port)."""
     if os.path.lexists(worktree / SERVICES):
         return read_services(read(worktree, SERVICES, MAX_FILE).decode("utf-8")), ()
-    source = next((s for s in (DEVCONTAINER, DEVCONTAINER_ROOT) if os.path.lexists(worktree / s)), None)
-    if source is None:
+    found = devcontainer(worktree)
+    if found is None:
         return (), ()
-    try:
-        _text, data = read_devcontainer(worktree, source)
-    except Unreadable:
-        return (), ()  # the setup says what is wrong with it
-    if "dockerComposeFile" not in data:
-        return (), ()
+    source, data = found
     compose = compose_services(data, lambda p: read(worktree, p, COMPOSE_MAX), posixpath.dirname(source))
-    if compose.services and ctx.settings.services_network == "host":
+    if compose.services and network == "host":
         names = ", ".join(s.name for s in compose.services)
         why = f"{names} of {source}'s dockerComposeFile (services_network = host: declare them in {SERVICES})"
         return (), (why, *compose.skipped)
     return compose.services, compose.skipped
+
+
+def devcontainer(worktree: Path) -> tuple[str, dict[str, Any]] | None:
+    """(its path, what it says) of the worktree's devcontainer.json when it names compose files."""
+    source = next((s for s in (DEVCONTAINER, DEVCONTAINER_ROOT) if os.path.lexists(worktree / s)), None)
+    if source is None:
+        return None
+    try:
+        _text, data = read_devcontainer(worktree, source)
+    except Unreadable:
+        return None  # the setup says what is wrong with it
+    return (source, data) if "dockerComposeFile" in data else None
 
 
 def _told(env: dict[str, str], services: tuple[object, ...]) -> str:

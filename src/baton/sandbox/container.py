@@ -97,6 +97,7 @@ class Container:
     image: str  # a reference the engine has
     env: dict[str, str] = field(default_factory=dict)  # the image's containerEnv (data, no secret)
     image_id: str = ""  # the image's id, as the engine has it now ("": unknown)
+    ulimits: tuple[str, ...] = ()  # where the engine cannot set its defaults (baton.sandbox.enginelimits)
 
     @property
     def identity(self) -> str:
@@ -127,7 +128,7 @@ class Container:
             options += ["--userns", "keep-id"]  # rootless: the container's user is baton's on the host
         if Path(self.engine).name == "podman" and timeout:
             options += ["--timeout", str(int(timeout + OUTLIVED))]
-        options += _limits(limits)
+        options += [*_limits(limits), *self.ulimits]
         for host, inside, mode in mounts(walls):
             options += ["-v", f"{host}:{inside}:{mode}"]
         options += ["--workdir", str(cwd)]

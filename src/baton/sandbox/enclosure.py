@@ -247,11 +247,12 @@ def container_for(
     """The container an agent of ``environment = "container"`` runs in, its image ``tag`` built from
     ``dockerfile`` when missing (and whether it was, now); loaded for such a run only."""
     # lazy: cold CLI
-    from baton.sandbox import container
+    from baton.sandbox import container, enginelimits
 
     path = container.engine_path(engine)
     built, image_id = container.ensure_image(path, tag, dockerfile, context, args or {}, timeout)
-    return container.Container(path, tag, env, image_id), built
+    ulimits = tuple(enginelimits.probe(path, tag, container.engine_env()))
+    return container.Container(path, tag, env, image_id, ulimits), built
 
 
 def _namespaced(spawn: Spawn, out: Egress) -> Spawn:

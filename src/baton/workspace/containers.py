@@ -2,7 +2,9 @@
 track of them: one state file each in ``BATON_HOME/services/<container>.json`` (its engine, the key's
 space it belongs to, its port, when a turn last used it), their data in that key's space. Here is what
 ends them: the key's removal (:func:`stop_space`, from :func:`baton.workspace.keyspace.remove_space`)
-and the sweep, for those idle ``services_idle_minutes`` or whose key is gone (:func:`sweep_idle`).
+and the sweep, for those idle ``services_idle_minutes`` or whose key is gone (:func:`sweep_idle`). An
+idle one's state outlives its container, marked ``stopped``: the key's next turn starts it again on the
+same port when that is free, since the agent's conversation already knows the old address.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import logging
 import os
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ class State:
     port: int
     spec: str  # the hash of what it was started from: another one is started again
     used: float  # when a turn last used it
+    stopped: bool = False  # the sweep removed its container for idleness; its port is kept for the next
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -66,7 +69,8 @@ def write_state(settings: Settings, state: State) -> None:
 
 
 def states(settings: Settings) -> list[State]:
-    """Every service container baton started from this home and has not stopped."""
+    """Every service container baton started from this home and has not forgotten (the sweep's idle
+    ones too, ``stopped``)."""
     root = settings.home / SERVICES
     found = []
     for path in sorted(root.glob(f"{PREFIX}*.json")) if root.is_dir() else ():
@@ -83,8 +87,9 @@ def remove_argv(engine: str, container: str) -> list[str]:
     return [engine, "rm", "-f", *wait, container]
 
 
-def stop(settings: Settings, state: State) -> str | None:
-    """Remove the container (its data stays in the key's space) and its state; the error, if any."""
+def stop(settings: Settings, state: State, keep: bool = False) -> str | None:
+    """Remove the container (its data stays in the key's space) and its state, or with ``keep`` mark
+    the state stopped (its port is wanted again); the error, if any."""
     try:
         done = subprocess.run(
             remove_argv(state.engine, state.container),
@@ -96,7 +101,10 @@ def stop(settings: Settings, state: State) -> str | None:
         return f"{state.container}: {exc}"
     if done.returncode != 0 and "no such container" not in done.stderr.lower():
         return f"{state.container}: {state.engine} rm exited {done.returncode}: {done.stderr.strip()[-300:]}"
-    state_path(settings, state.container).unlink(missing_ok=True)
+    if keep:
+        write_state(settings, replace(state, stopped=True))
+    else:
+        state_path(settings, state.container).unlink(missing_ok=True)
     return None
 
 
@@ -118,16 +126,19 @@ def stop_space(settings: Settings, space: Path) -> None:
 
 
 def sweep_idle(settings: Settings, now: float, dry_run: bool = False) -> tuple[list[str], dict[str, str]]:
-    """Stop the containers no turn used for ``services_idle_minutes`` (0: never by age) and those
-    whose key's space is gone: (the ones stopped, errors by container)."""
+    """Stop the containers no turn used for ``services_idle_minutes`` (0: never by age), keeping their
+    state for their port, and those whose key's space is gone, forgetting them (a state already stopped
+    only that): (the ones stopped, errors by container)."""
     stopped: list[str] = []
     errors: dict[str, str] = {}
     idle = settings.services_idle_minutes * 60
     for state in states(settings):
         gone = not Path(state.space).is_dir()
-        if not gone and (idle <= 0 or state.used >= now - idle):
+        if state.stopped and gone and not dry_run:
+            state_path(settings, state.container).unlink(missing_ok=True)
+        if state.stopped or (not gone and (idle <= 0 or state.used >= now - idle)):
             continue
-        error = None if dry_run else stop(settings, state)
+        error = None if dry_run else stop(settings, state, keep=not gone)
         if error is None:
             stopped.append(state.container)
         else:
