@@ -267,3 +267,39 @@ def test_a_failed_preparation_leaves_bytes_but_no_tree(settings: Settings, tmp_p
     assert failed.run.outcome == Outcome.FAILED
     [(_slug, row)] = prepared_usage(settings).items()
     assert row["trees"] == 0 and row["bytes"] >= 50000  # its home kept what it downloaded, for the next try
+
+
+def test_a_user_install_of_the_preparation_reaches_every_thread(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pip install --user`` in the setup writes the prepared tree's home; each thread's agent home gets
+    it, relocated (the editable install's path names the thread's own worktree)."""
+    python = f"{sys.base_prefix}/bin/python3"
+    setup = (
+        f"{COUNT}{python} -m pip install -q --user --no-index --no-build-isolation -e .\n"
+        'mkdir -p "$HOME/.local/bin" && printf "#!/bin/sh\\necho tool ran\\n" > "$HOME/.local/bin/tinytool"\n'
+        'chmod +x "$HOME/.local/bin/tinytool"\n'
+    )
+    repo = make_repo(
+        tmp_path / "r",
+        {
+            ".baton/setup.sh": setup,
+            "pyproject.toml": PYPROJECT,
+            "_backend/tinybackend.py": BACKEND,
+            "src/tinyproj/__init__.py": 'WHO = "base"\n',
+            ".gitignore": "*.out\n",
+        },
+    )
+    agent = (
+        f'{python} -c "import tinyproj; print(tinyproj.__file__)" > who.out 2>&1; tinytool > tool.out 2>&1'
+    )
+    monkeypatch.setenv("FAKE_AGENT_RUN", agent)
+    first, second = go(settings, repo, "t1"), go(settings, repo, "t2")
+    assert counted(settings, "setup-count") == 1 and "was ready (a hit)" in (second.run.note or "")
+    assert "into the agent's home: 2 result(s) copied (.local/lib, .local/bin); 2 file(s)" in (
+        second.run.note or ""
+    )
+    for result in (first, second):
+        worktree = Path(result.session.worktree)
+        assert (worktree / "who.out").read_text().strip() == f"{worktree}/src/tinyproj/__init__.py"
+        assert (worktree / "tool.out").read_text() == "tool ran\n"  # ~/.local/bin is on its PATH

@@ -23,6 +23,11 @@ from baton.files import atomic_write_bytes
 from baton.workspace.gitcmd import run_git
 
 SNIFF = 8192  # a NUL in a file's first bytes makes it binary: not rewritten
+# What a setup installs under its home that a thread needs, given to the thread's agent home like the
+# worktree's results: user installs (pip --user, pipx and uv tools, their scripts: ~/.local), `go install`'s
+# binaries (~/go/bin; Go's module cache is the repository's shared one), RubyGems' --user-install. Never
+# the home's caches (the package managers' are shared apart) nor the agents' own configuration.
+HOME_RESULTS = (".local/lib", ".local/bin", ".local/share/pipx", ".local/share/uv", "go/bin", ".gem")
 LARGEST = 64 << 20  # text files larger than this are not read (no result of a setup is one)
 
 
@@ -70,6 +75,11 @@ def find(tree: Path, files: set[str]) -> list[str]:
 
     walk("")
     return found
+
+
+def in_home(home: Path) -> list[str]:
+    """The :data:`HOME_RESULTS` a setup made in ``home``: directories, none reached through a link."""
+    return [rel for rel in HOME_RESULTS if _real_dirs(home, Path(rel)) and (home / rel).is_dir()]
 
 
 def give(tree: Path, worktree: Path, results: list[str]) -> Given:

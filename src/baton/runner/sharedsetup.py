@@ -11,6 +11,7 @@ worktree. Counted per repository: preparations and hits."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from baton.models import Outcome
 from baton.runner.setuprun import run_all, shared_room
 from baton.runner.state import Context, Prepared
 from baton.sandbox.enclosure import GitParts
+from baton.workspace import keyspace
 from baton.workspace.gitcmd import is_ancestor
 
 WAIT_MARGIN = 120.0  # beyond setup_timeout, how long a turn waits for another's preparation
@@ -98,6 +100,7 @@ def _take(
                     return shared
             made = time.monotonic()
             given = results.give(tree.tree, prepared.worktree, list(tree.meta().get("results") or []))
+            personal = _give_home(ctx, tree, prepared.worktree)
             trees.used(tree, hit=not shared.ran)
             shared.stamp = {**shared.stamp, "results": given.copied}  # the setup's, never the agent's work
             at = str(tree.meta().get("commit") or commit)
@@ -109,9 +112,10 @@ def _take(
     counts = trees.count(home, slug, "preparations" if shared.ran else "hits")
     how = f"ran in {made - started:.1f} s" if shared.ran else "was ready (a hit)"
     of = commit[:12] if at == commit else f"the same inputs at {at[:12]}"
+    into_home = f"; into the agent's home: {personal.summary()}" if personal is not None else ""
     shared.note = (
         f"the preparation of {of} {how}, copied into the worktree in "
-        f"{time.monotonic() - made:.1f} s: {given.summary()}; the repository's preparations "
+        f"{time.monotonic() - made:.1f} s: {given.summary()}{into_home}; the repository's preparations "
         f"{counts.get('preparations', 0)}, hits {counts.get('hits', 0)}"
     )
     return shared
@@ -149,9 +153,24 @@ def _prepare(
             "plan": plan_stamp(plan),
             "commit": commit,
             "results": found,
+            "home_results": results.in_home(tree.home),
             "made_at": now,
             "used_at": now,
             "hits": 0,
         }
     )
     return Shared(plan_stamp(plan), ran=True)
+
+
+def _give_home(ctx: Context, tree: trees.PreparedTree, worktree: Path) -> results.Given | None:
+    """What the preparation installed under its home (:data:`baton.environment.results.HOME_RESULTS`:
+    ``pip --user``, ``go install``) given to the key's agent home the same way, relocated from the
+    tree's home to the agent's and from the tree to the worktree; None when it installed none there."""
+    home = keyspace.key_home(ctx.settings, ctx.key)
+    found = [str(p) for p in tree.meta().get("home_results") or []]
+    if not found or not home.is_dir():
+        return None
+    given = results.give(tree.home, home, found)
+    for rel in given.copied:
+        results.relocate(home / rel, os.fsencode(tree.tree), os.fsencode(worktree), given)
+    return given

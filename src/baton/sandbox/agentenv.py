@@ -122,6 +122,7 @@ def agent_env(
     for name, value in toolchains(env["PATH"], environ).env.items():  # a manager's root, not under HOME
         env.setdefault(name, value)
     env["HOME"] = str(home)
+    env["PATH"] = _with_home_bins(env["PATH"], home)
     for name in ("TMPDIR", "TMP", "TEMP"):
         env[name] = str(tmp)
     if caches is not None:
@@ -132,6 +133,17 @@ def agent_env(
         env.setdefault("npm_config_logs_dir", str(home / ".npm" / "_logs"))  # one thread's, not the repo's
         pnpm_rc(env, home)
     return env
+
+
+HOME_BINS = (".local/bin", "go/bin")  # where user installs put their commands (pip --user, go install)
+
+
+def _with_home_bins(path: str, home: Path) -> str:
+    """``path`` with the home's :data:`HOME_BINS` that exist after it (what a setup installed there is
+    found, never before the machine's own commands)."""
+    extra = [str(home / sub) for sub in HOME_BINS if (home / sub).is_dir()]
+    kept = path.split(os.pathsep)
+    return os.pathsep.join([*kept, *(e for e in extra if e not in kept)])
 
 
 def pnpm_rc(env: Mapping[str, str], home: Path) -> None:
