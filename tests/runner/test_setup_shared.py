@@ -303,3 +303,33 @@ def test_a_user_install_of_the_preparation_reaches_every_thread(
         worktree = Path(result.session.worktree)
         assert (worktree / "who.out").read_text().strip() == f"{worktree}/src/tinyproj/__init__.py"
         assert (worktree / "tool.out").read_text() == "tool ran\n"  # ~/.local/bin is on its PATH
+
+
+def test_changed_inputs_whose_preparation_is_ready_replace_the_environment_and_drop_what_went(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """t1's agent drops ``b`` from its requirements as main did, whose preparation t2 made: t1's next
+    turn takes that preparation (a hit) instead of its maintenance, which only installs, so ``b`` is
+    gone from its environment too."""
+    install = 'mkdir -p deps && for d in $(cat requirements.txt); do touch "deps/$d"; done\n'
+    files = {".baton/setup.sh": f"{COUNT}{install}", ".baton/maintain.sh": f"{MAINTAIN}{install}"}
+    repo = make_repo(tmp_path / "r", {**files, "requirements.txt": "a\nb\n"})
+    one = go(settings, repo, "t1")
+    first = Path(one.session.worktree)
+    assert sorted(p.name for p in (first / "deps").iterdir()) == ["a", "b"]
+    (repo / "requirements.txt").write_text("a\n")
+    git(repo, "commit", "-q", "-am", "b is not needed")
+    go(settings, repo, "t2")  # prepares main's new inputs
+    (first / "requirements.txt").write_text("a\n")  # as t1's agent would, on its branch
+    again = go(settings, repo, "t1")
+    assert again.run.outcome == Outcome.SUCCEEDED, again.run.error
+    note = again.run.note or ""
+    assert (
+        "was ready (a hit): the worktree's environment replaced by it (1 old result(s) removed: deps)" in note
+    )
+    assert sorted(p.name for p in (first / "deps").iterdir()) == ["a"]  # b is gone
+    assert counted(settings, "maintain-count") == 0 and counted(settings, "setup-count") == 2
+    (first / "requirements.txt").write_text("a\nc\n")  # inputs no one prepared: its maintenance, as before
+    last = go(settings, repo, "t1")
+    assert "environment: maintenance" in (last.run.note or "") and counted(settings, "maintain-count") == 1
+    assert sorted(p.name for p in (first / "deps").iterdir()) == ["a", "c"]

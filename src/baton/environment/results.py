@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 from dataclasses import dataclass
@@ -97,6 +98,25 @@ def give(tree: Path, worktree: Path, results: list[str]) -> Given:
     for rel in given.copied:
         relocate(worktree / rel, old, new, given)
     return given
+
+
+def remove(worktree: Path, results: list[str], files: set[str]) -> list[str]:
+    """Remove ``results`` (an earlier setup's) from ``worktree``: never one that ``files`` (what its
+    commit tracks) names or holds a file of, never through a link in it; those removed."""
+    above = {str(p) for f in files for p in Path(f).parents if str(p) != "."}
+    removed = []
+    for rel in results:
+        target = worktree / rel
+        if rel in files or rel in above or not _real_dirs(worktree, Path(rel).parent):
+            continue
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif os.path.lexists(target):
+            target.unlink()
+        else:
+            continue
+        removed.append(rel)
+    return removed
 
 
 def spellings(old: bytes, new: bytes) -> list[tuple[bytes, bytes]]:

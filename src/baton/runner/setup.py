@@ -31,7 +31,7 @@ from baton.models import Access, Outcome, RunRecord
 from baton.runner import setupundo
 from baton.runner.attempt import record_unstarted
 from baton.runner.setuprun import key_room, run_all
-from baton.runner.sharedsetup import Shared, plan_stamp, share
+from baton.runner.sharedsetup import plan_stamp, share, swap
 from baton.runner.state import Context, Prepared
 from baton.settings import Settings
 from baton.workspace import excluded, keyspace
@@ -68,7 +68,7 @@ def prepare_environment(ctx: Context, prepared: Prepared) -> Setup:
         return Setup()
     log = ctx.settings.home / "logs" / f"{ctx.run_id}-setup.jsonl"
     said = f"environment: setup from {plan.summary()} ({plan.why}; {_why(plan, stamp)})"
-    shared = share(ctx, prepared, plan, log) if not stamp else Shared()
+    shared = share(ctx, prepared, plan, log) if not stamp else swap(ctx, prepared, plan, stamp)
     if shared.error is not None:
         outcome, error = shared.error
         return Setup(f"{said} did not succeed", error=error, outcome=outcome, log=log)

@@ -61,18 +61,60 @@ def share(ctx: Context, prepared: Prepared, plan: SetupPlan, log: Path) -> Share
     commit = ctx.workdirs.head_commit(ctx.key)
     if commit is None:
         return Shared()
-    home, slug = ctx.settings.home, ctx.key.repo.slug
-    # a container's preparation is its image's: never one made on the host, nor in another image
-    image = f"\0image {prepared.container.identity}" if prepared.container is not None else ""
-    configured = (ctx.request.setup or "") + image
     cache = ctx.workdirs.cache_path(ctx.key.repo)
     trusted = is_ancestor(cache, commit, ctx.workdirs.default_base(cache))  # else: the agent's egress
-    by_inputs = trees.PreparedTree.of(home, slug, trees.inputs_id(plan.key, configured))
-    shared = _take(ctx, prepared, by_inputs, commit, log, make=trusted, expect=plan.key)
+    shared = _take(ctx, prepared, _by_inputs(ctx, prepared, plan), commit, log, make=trusted, expect=plan.key)
     if shared is None:
-        by_commit = trees.PreparedTree.of(home, slug, trees.prepared_id(commit, configured))
+        by_commit = trees.PreparedTree.of(
+            ctx.settings.home, ctx.key.repo.slug, trees.prepared_id(commit, _configured(ctx, prepared))
+        )
         shared = _take(ctx, prepared, by_commit, commit, log, make=True, expect=None)
     return shared or Shared()
+
+
+def _configured(ctx: Context, prepared: Prepared) -> str:
+    """What besides its inputs a preparation is of: the configured setup, and a container's image (a
+    container's preparation is its image's: never one made on the host, nor in another image)."""
+    image = f"\0image {prepared.container.identity}" if prepared.container is not None else ""
+    return (ctx.request.setup or "") + image
+
+
+def _by_inputs(ctx: Context, prepared: Prepared, plan: SetupPlan) -> trees.PreparedTree:
+    configured = _configured(ctx, prepared)
+    return trees.PreparedTree.of(ctx.settings.home, ctx.key.repo.slug, trees.inputs_id(plan.key, configured))
+
+
+def swap(ctx: Context, prepared: Prepared, plan: SetupPlan, stamp: dict[str, Any]) -> Shared:
+    """A key whose inputs changed since its last setup, when the preparation of its new ones is ready
+    (another thread's): the worktree's old results (``stamp``'s) removed and the tree's given, so its
+    environment is exactly that preparation's, a dependency dropped from a lock file gone too (which a
+    maintenance that only installs would leave). Nothing shared when there is no such tree ready, or
+    another turn holds it: the caller runs the maintenance."""
+    tree, commit = _by_inputs(ctx, prepared, plan), ctx.workdirs.head_commit(ctx.key)
+    if commit is None or not tree.ready():
+        return Shared()
+    try:
+        with tree.locked(ctx.settings.home, 0.0):
+            if not tree.ready():
+                return Shared()
+            files = results.tracked(ctx.workdirs.cache_path(ctx.key.repo), commit)
+            removed = results.remove(prepared.worktree, [str(p) for p in stamp.get("results") or []], files)
+            given = results.give(tree.tree, prepared.worktree, list(tree.meta().get("results") or []))
+            _give_home(ctx, tree, prepared.worktree)
+            trees.used(tree, hit=True)
+            meta = tree.meta()
+    except Busy:
+        return Shared()
+    except (BatonError, OSError) as exc:
+        return Shared(error=(Outcome.FAILED, f"environment: the repository's prepared tree: {exc}"))
+    counts = trees.count(ctx.settings.home, ctx.key.repo.slug, "hits")
+    note = (
+        f"the preparation of the same inputs at {str(meta.get('commit'))[:12]} was ready (a hit): the "
+        f"worktree's environment replaced by it ({len(removed)} old result(s) removed: "
+        f"{', '.join(removed[:4]) or 'none'}); {given.summary()}; the repository's preparations "
+        f"{counts.get('preparations', 0)}, hits {counts.get('hits', 0)}"
+    )
+    return Shared({**(meta.get("plan") or {}), "results": given.copied}, note)
 
 
 def _take(
