@@ -5,6 +5,7 @@ repository's setup and the agent's shell run each of them inside the walls."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -15,8 +16,10 @@ from baton import Outcome, RunRequest, run
 from baton.models import Access
 from baton.sandbox.toolchains import toolchains
 from baton.settings import Settings
-from tests.conftest import make_repo
+from baton.testing.tools import tool_marker
+from tests.conftest import MOCKS, make_repo
 from tests.runner.test_setup import walled
+from tests.sandbox.test_access_real import tool_results
 
 
 def script(path: Path, text: str) -> None:
@@ -81,6 +84,36 @@ def test_a_setup_and_the_agent_run_the_operators_toolchains_inside_the_walls(
     want = ["42", "cargo 1.99 (the toolchain)", "npm 10 (from the prefix lib)"]
     assert (worktree / "tools.txt").read_text().splitlines() == want  # the agent's shell
     assert (worktree / "setup.txt").read_text().splitlines() == want  # the setup, in its own home
+
+
+SHOW = 'python3 -c "print(6 * 7)"; cargo --version; npm'
+
+
+@walled
+@pytest.mark.slow
+def test_the_real_claude_and_its_setup_run_the_operators_toolchains_inside_the_walls(
+    machine: Path, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The REAL Claude Code, its model (the mock) asking its Bash tool for each tool through the
+    shims; the repository's setup uses them too."""
+    (tmp_path / "user-home").mkdir()  # the CLI's shell skips this machine's ~/.bashrc (as test_access_real)
+    monkeypatch.setenv("HOME", str(tmp_path / "user-home"))
+    repo = make_repo(tmp_path / "r", {".baton/setup.sh": USE.replace("tools.txt", "setup.txt") + "\n"})
+    (repo / ".gitignore").write_text("*.txt\n")
+    module, name = MOCKS["claude"]
+    with getattr(importlib.import_module(module), name)() as model:
+        for key, value in model.env().items():
+            monkeypatch.setenv(key, value)
+        model.configure_home(settings.home / "homes" / "claude")
+        prompt = f"show the tools {tool_marker('Bash', command=SHOW)}"
+        request = RunRequest(agent="claude", repo=str(repo), thread="t", prompt=prompt, access=Access.FULL)
+        result = run(request, settings=settings)
+        assert result.run.outcome == Outcome.SUCCEEDED, result.run.error
+        [ran] = tool_results("claude", model)
+    assert result.run.confined
+    want = ["42", "cargo 1.99 (the toolchain)", "npm 10 (from the prefix lib)"]
+    assert ran.strip().splitlines() == want, ran
+    assert (Path(result.session.worktree) / "setup.txt").read_text().splitlines() == want
 
 
 def test_batons_own_virtualenv_never_reaches_the_agents_path(tmp_path: Path) -> None:
