@@ -38,11 +38,14 @@ def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         pyenv / "shims" / "python3",
         f'export PYENV_ROOT="{pyenv}"\nexec "{pyenv}/libexec/pyenv" exec python3 "$@"',
     )
-    script(home / ".rustup" / "toolchains" / "stable" / "bin" / "cargo", 'echo "cargo 1.99 (the toolchain)"')
-    script(
-        home / ".cargo" / "bin" / "cargo",
-        'exec "${RUSTUP_HOME:-$HOME/.rustup}/toolchains/stable/bin/cargo" "$@"',
-    )
+    for tool in ("cargo", "rustc"):  # rustup's proxies (this machine's own would find no toolchain here)
+        script(
+            home / ".rustup" / "toolchains" / "stable" / "bin" / tool, f'echo "{tool} 1.99 (the toolchain)"'
+        )
+        script(
+            home / ".cargo" / "bin" / tool,
+            f'exec "${{RUSTUP_HOME:-$HOME/.rustup}}/toolchains/stable/bin/{tool}" "$@"',
+        )
     node = home / ".nvm" / "versions" / "node" / "v20.0.0"
     script(
         node / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js", 'echo "npm 10 (from the prefix lib)"'
@@ -153,3 +156,25 @@ def test_doctor_lists_the_toolchains_an_agent_sees_and_those_outside_the_walls(
     environ = {**os.environ, "PATH": f"{links}{os.pathsep}{os.environ['PATH']}"}
     warned = check_toolchains(environ)
     assert warned.status.value == "warn" and f"outside the walls: go ({elsewhere / 'go'})" in warned.detail
+
+
+@walled
+def test_doctor_asks_each_tool_inside_the_walls_and_names_one_that_fails_there(
+    machine: Path, settings: Settings, tmp_path: Path
+) -> None:
+    """The tools answer inside the walls as an agent's would; a shim on PATH that execs a tool from a
+    directory no rule opens (no manager baton knows, no prefix) works here and fails there: named."""
+    from baton.housekeeping.doctor import check_toolchains
+
+    said = check_toolchains(os.environ, settings)
+    assert said.status.value == "ok", said
+    assert "python3: " in said.detail and "(inside the walls)" in said.detail, said
+    hidden = tmp_path / "vendor-sdk" / "libexec" / "real-ruby"
+    script(hidden, 'echo "ruby 9.9 (hidden)"')
+    script(tmp_path / "wrappers" / "ruby", f'exec "{hidden}" "$@"')
+    environ = {**os.environ, "PATH": f"{tmp_path / 'wrappers'}{os.pathsep}{os.environ['PATH']}"}
+    assert check_toolchains(environ).detail.count("ruby 9.9 (hidden)") == 1  # here it works
+    warned = check_toolchains(environ, settings)
+    assert warned.status.value == "warn", warned
+    assert "fails inside the walls: ruby (" in warned.detail and "Permission denied" in warned.detail, warned
+    assert not list(settings.home.glob("doctor-*"))  # its throwaway worktree is gone

@@ -9,6 +9,7 @@ agent (its CLI and version, its home, its retention, how it authenticates under 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -30,7 +31,7 @@ from baton.housekeeping import privacy
 from baton.housekeeping.quotas import held_lines
 from baton.install import agents_hint
 from baton.models import SessionRecord
-from baton.sandbox import contain, egress, toolchains
+from baton.sandbox import contain, egress, toolchains, trywalls
 from baton.sandbox.agentenv import without_baton
 from baton.sandbox.confine import describe
 from baton.sandbox.walls import SYSTEM
@@ -340,7 +341,7 @@ def run_doctor(
         check_egress(settings),
         check_model_gateway(settings, environ),
         check_containment(settings),
-        check_toolchains(environ),
+        check_toolchains(environ, settings),
         check_services(settings),
         *agents,
     ]
@@ -446,16 +447,26 @@ def check_containment(settings: Settings) -> Check:
     return Check("run containment", CheckStatus.OK if grouped else CheckStatus.WARN, detail)
 
 
-def check_toolchains(environ: Mapping[str, str]) -> Check:
+def check_toolchains(environ: Mapping[str, str], settings: Settings | None = None) -> Check:
     """The toolchains an agent and a setup find on their ``PATH`` (baton's virtualenv taken off it) and
-    their versions; a warning naming each the walls would not open (:mod:`baton.sandbox.toolchains`)."""
+    their versions, each asked inside the walls where they apply (:mod:`baton.sandbox.trywalls`); a
+    warning naming each that fails there, and each the walls would not open
+    (:mod:`baton.sandbox.toolchains`)."""
     path = without_baton(environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin")
-    tools = toolchains.seen(path, environ, SYSTEM)
-    said = "; ".join(f"{t.name}: {t.version}" for t in tools) or "none of python3, node, npm, cargo, go, java"
+    with contextlib.ExitStack() as stack:
+        inside = stack.enter_context(trywalls.walled(settings)) if settings is not None else None
+        tools = toolchains.seen(path, environ, SYSTEM, inside[0] if inside else None)
+    said = "; ".join(f"{t.name}: {t.version}" for t in tools if t.works)
+    said = said or "none of python3, node, npm, cargo, go, java answered"
+    where = "inside the walls" if inside else "here (the walls do not apply)"
+    failing = [f"{t.name} ({t.path}: {t.version})" for t in tools if not t.works]
     outside = [f"{t.name} ({t.path})" for t in tools if not t.walled]
-    if outside:
-        return Check("toolchains", CheckStatus.WARN, f"{said}; outside the walls: {', '.join(outside)}")
-    return Check("toolchains", CheckStatus.OK, said)
+    warned = ([f"fails {where}: {', '.join(failing)}"] if failing else []) + (
+        [f"outside the walls: {', '.join(outside)}"] if outside else []
+    )
+    if warned:
+        return Check("toolchains", CheckStatus.WARN, f"{said} ({where}); {'; '.join(warned)}")
+    return Check("toolchains", CheckStatus.OK, f"{said} ({where})")
 
 
 def check_services(settings: Settings) -> Check:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,25 +76,33 @@ TOOLS = {"python3": "--version", "node": "--version", "npm": "--version", "cargo
 TOOLS |= {"go": "version", "java": "--version", "rustc": "--version", "ruby": "--version"}
 
 
+# runs argv with these variables (over an agent's) for at most so many seconds: (exit status, output)
+Run = Callable[[list[str], dict[str, str], float], tuple[int, str]]
+
+
 @dataclass(frozen=True)
 class Seen:
     """One tool on the agent's ``PATH``, for ``baton doctor``."""
 
     name: str
     path: str  # what it resolves to
-    version: str  # its first line, or why it said none
+    version: str  # its first line, or why it said none (its status and last line)
     walled: bool  # the walls open it (a system directory, a PATH entry, a toolchain's root)
+    works: bool = True  # it answered (inside the walls, when ``seen`` was given a run there)
 
 
-def seen(path: str, environ: Mapping[str, str], system: tuple[str, ...]) -> list[Seen]:
-    """The tools of :data:`TOOLS` found on ``path`` (the agent's), each run for its version with the
+def seen(
+    path: str, environ: Mapping[str, str], system: tuple[str, ...], run: Run | None = None
+) -> list[Seen]:
+    """The tools of :data:`TOOLS` found on ``path`` (the agent's), each run for its version (by ``run``:
+    inside the walls, with an agent's variables; else here, with this process's home) with the
     variables the walls' agents get, and whether the walls open what it resolves to (``system``: the
     walls' system directories)."""
     found = toolchains(path, environ)
     opened = [
         os.path.realpath(p) for p in (*system, *path.split(os.pathsep), *found.roots) if os.path.isabs(p)
     ]
-    env = {**{k: v for k, v in environ.items() if k in ("HOME", "LANG", "USER")}, **found.env, "PATH": path}
+    env = {**found.env, "PATH": path}
     tools = []
     for name, flag in TOOLS.items():
         where = shutil.which(name, path=path)
@@ -102,16 +110,30 @@ def seen(path: str, environ: Mapping[str, str], system: tuple[str, ...]) -> list
             continue
         real = os.path.realpath(where)
         inside = any(real == root or real.startswith(root.rstrip("/") + "/") for root in opened)
-        tools.append(Seen(name, real, _version(where, flag, env), inside))
+        code, out = (run or _here(environ))([where, flag], env, 10.0)
+        lines = out.strip().splitlines()
+        answered = code == 0 and bool(lines)
+        version = lines[0][:80] if answered else f"exit {code}{': ' + lines[-1][:160] if lines else ''}"
+        tools.append(Seen(name, real, version, inside, answered))
     return tools
 
 
-def _version(program: str, flag: str, env: dict[str, str]) -> str:
-    try:
-        done = subprocess.run(
-            [program, flag], env=env, capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"did not answer ({exc})"[:120]
-    lines = (done.stdout or done.stderr).strip().splitlines()
-    return lines[0][:80] if done.returncode == 0 and lines else f"exit {done.returncode}"
+def _here(environ: Mapping[str, str]) -> Run:
+    """A :data:`Run` in this process's environment's home, language and user."""
+    base = {k: v for k, v in environ.items() if k in ("HOME", "LANG", "USER")}
+
+    def run(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int, str]:
+        try:
+            done = subprocess.run(
+                argv,
+                env={**base, **env},
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return 126, f"did not answer ({exc})"
+        return done.returncode, done.stdout or done.stderr
+
+    return run
