@@ -44,7 +44,8 @@ class Home:
 def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
     root = tmp_path_factory.mktemp("dashboard-environment")
     settings: Settings = load_settings(overrides={"home": str(root / "baton-home"), **FAST}, environ={})
-    ready = make_repo(root / "ready", {".baton/setup.sh": "mkdir build && echo made > build/out\n"})
+    setup = f"echo '{EVIL} installed'\nmkdir build && echo made > build/out\n"
+    ready = make_repo(root / "ready", {".baton/setup.sh": setup})
     devcontainer = json.dumps({"onCreateCommand": {EVIL: "echo no such package >&2; exit 2"}})
     broken = make_repo(root / "broken", {".devcontainer.json": devcontainer})
     with run_service(settings) as service:
@@ -69,6 +70,18 @@ def test_a_runs_environment_is_a_fact_of_its_own(home: Home, tabs: Tabs) -> None
     assert tab.goto(f"/runs/{home.runs['one']}") == 200
     assert "the preparation of" in tab.page.inner_text("#run-environment")
     assert " ran in " in tab.page.inner_text("#run-environment")
+
+
+def test_a_run_shows_what_its_setup_ran_and_printed_before_the_agent(home: Home, tabs: Tabs) -> None:
+    tab = home.signed_in(tabs)
+    assert tab.goto(f"/runs/{home.runs['one']}") == 200
+    setup = tab.page.locator("#setup")
+    assert "1 step(s)" in setup.locator("summary").inner_text()
+    assert setup.locator(".setup-step").inner_text() == "setup: setup.sh (.baton/setup.sh)"
+    assert setup.locator(".setup-output").all_inner_texts() == [f"{EVIL} installed"]  # text, not markup
+    assert setup.locator("pre b").count() == 0
+    assert tab.goto(f"/runs/{home.runs['two']}") == 200  # a hit: nothing ran before its agent
+    assert tab.page.locator("#setup").count() == 0
 
 
 def test_a_failed_setup_shows_what_ran_as_text(home: Home, tabs: Tabs) -> None:

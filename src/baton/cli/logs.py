@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -53,7 +52,7 @@ def print_run_log(store: Store, ref: RunRef, follow: bool, raw: bool) -> None:
         return
     first = store.run_attempts(ref.id)[:1]
     if first and not raw:  # --raw: the agent's event log as it is
-        print_setup(Path(first[0].log_path).parent / f"{ref.id}-setup.jsonl")
+        print_setup(Path(first[0].log_path).parent, ref.id)
     done: set[str] = set()
     while True:
         attempts = [a for a in store.run_attempts(ref.id) if a.id not in done]
@@ -73,35 +72,20 @@ def print_run_log(store: Store, ref: RunRef, follow: bool, raw: bool) -> None:
         )
 
 
-def print_setup(path: Path) -> None:
+def print_setup(log_dir: Path, run_id: str) -> None:
     """The output of the repository's setup that ran before the run's agent (a setup that failed is the
     attempt's own log instead): each command named, then what it printed."""
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
+    # lazy: cold CLI
+    from baton.environment import setuplog
+
+    path = setuplog.path_of(log_dir, run_id)
+    lines, _left = setuplog.read(path, limit=1 << 40)
+    if not lines:
         return
     out().print(f"[bold]── the repository's setup ({esc(path.name)})[/bold]", highlight=False)
+    style = {"step": STYLE["tool"], "refused": STYLE["error"], "output": "[dim]  {}[/dim]"}
     for line in lines:
-        event = _event(line)
-        if event is None:
-            out().print(f"[dim]  {esc(line)}[/dim]", highlight=False)
-        elif event.get("type") == "baton.setup":
-            said = f"setup: {event.get('command')} ({event.get('source')})"
-            out().print(STYLE["tool"].format(esc(said)), highlight=False)
-        elif event.get("type") == "baton.egress_refused":
-            said = f"refused {event.get('host')}:{event.get('port')}: {event.get('reason')}"
-            out().print(STYLE["error"].format(esc(said)), highlight=False)
-
-
-def _event(line: str) -> dict[str, object] | None:
-    """A line of the setup's log that is baton's own note, else None (a line the setup printed)."""
-    if not line.startswith('{"type": "baton.'):
-        return None
-    try:
-        found = json.loads(line)
-    except ValueError:
-        return None
-    return found if isinstance(found, dict) else None
+        out().print(style[line.kind].format(esc(line.text)), highlight=False)
 
 
 def run_going(store: Store, ref: RunRef) -> bool:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from baton import environment
-from baton.environment import results
+from baton.environment import results, setuplog
 from baton.environment.discover import Unreadable, discover
 from baton.environment.plan import SetupPlan
 from baton.environment.testcmd import test_command
@@ -66,7 +66,7 @@ def prepare_environment(ctx: Context, prepared: Prepared) -> Setup:
     stamp = _stamp(ctx, prepared.worktree)
     if stamp.get("key") == plan.key:
         return Setup()
-    log = ctx.settings.home / "logs" / f"{ctx.run_id}-setup.jsonl"
+    log = setuplog.path_of(ctx.settings.home / "logs", ctx.run_id)
     said = f"environment: setup from {plan.summary()} ({plan.why}; {_why(plan, stamp)})"
     shared = share(ctx, prepared, plan, log) if not stamp else swap(ctx, prepared, plan, stamp)
     if shared.error is not None:

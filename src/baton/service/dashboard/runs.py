@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
 from baton.agents.events import Entry, LogRenderer
+from baton.environment import setuplog
 from baton.errors import BadInput
 from baton.models import Outcome, RunRecord
 from baton.runner.runids import resolve
@@ -100,6 +101,10 @@ def run_page(request: Request, viewer: Signed, run_id: str) -> HTMLResponse:
     record = ref.attempt
     running = record is None or record.outcome == Outcome.RUNNING
     entries, lines, left = ([], [], 0) if running or record is None else read_log(record)
+    logs = Path(record.log_path).parent if record is not None and record.log_path else None
+    setup, setup_left = (
+        setuplog.read(setuplog.path_of(logs, ref.id)) if logs else ([], 0)
+    )  # beside the agent's
     return page(
         request,
         "run.html",
@@ -111,4 +116,6 @@ def run_page(request: Request, viewer: Signed, run_id: str) -> HTMLResponse:
         entries=entries,
         lines=lines,
         left=left,
+        setup=setup,
+        setup_left=setup_left,
     )
