@@ -356,3 +356,15 @@ def test_the_status_comment_names_the_opened_pr_as_its_forge_writes_it() -> None
     result = {"outcome": "succeeded", "pr": 20}
     assert "- opened !20" in status_text(binding, job, result, kind=ForgeKind.GITLAB)
     assert "- opened #20" in status_text(binding, job, result, kind=ForgeKind.GITEA)
+
+
+def test_the_status_comment_says_the_agent_went_on_after_its_setup_failed() -> None:
+    from baton.runner.setup import WENT_ON
+
+    binding = Binding("gh", "acme/api", 5, "fake", "s", "issue-5", "u")
+    note = f"environment: maintenance from .baton/maintain.sh did not succeed (exited 1): {WENT_ON}"
+    went = JobRecord(id="j1", agent="fake", repo="u", thread="issue-5", request={}, result={"note": note})
+    said = status_text(binding, went, {"outcome": "succeeded"})
+    assert "**the repository's setup failed before this turn**: the agent went on" in said
+    plain = JobRecord(id="j2", agent="fake", repo="u", thread="issue-5", request={}, result={"note": "x"})
+    assert "setup failed" not in status_text(binding, plain, {"outcome": "succeeded"})

@@ -37,7 +37,7 @@ from baton.forge.trust import is_own
 from baton.keys import Key, parse_repo
 from baton.models import Access, JobRecord, Outcome
 from baton.runner.crashed import stop_left_running
-from baton.runner.setup import setup_results
+from baton.runner.setup import WENT_ON, setup_results
 from baton.settings import Settings
 from baton.store import Store, store_for
 from baton.store.base import LeaseBackend
@@ -595,7 +595,7 @@ def status_text(
         + (" — **the merge conflict is still open**" if result.get("conflict") else ""),
     ]
     lines += _pushed(result)
-    lines += _waiting(job, result)
+    lines += _waiting(job, result) + _went_on(job)
     if result.get("pr"):
         lines.append(f"- opened {kind.ref(int(result['pr']), pr=True)}")
     if isinstance(cost, (int, float)):
@@ -624,6 +624,18 @@ def _pushed(result: dict[str, Any]) -> list[str]:
             " told to resolve them first"
         ]
     return [f"- {result['why']}"] if result.get("why") else []
+
+
+def _went_on(job: JobRecord) -> list[str]:
+    """The status comment's line saying the turn's setup or maintenance failed and the agent went on
+    in the thread's last good environment, told why (:data:`baton.runner.setup.WENT_ON`)."""
+    note = str((job.result or {}).get("note") or "")
+    if WENT_ON not in note:
+        return []
+    return [
+        "- **the repository's setup failed before this turn**: the agent went on in the thread's last good"
+        " environment and was told what failed (the run's note has the command and how it ended)"
+    ]
 
 
 def _waiting(job: JobRecord, result: dict[str, Any]) -> list[str]:
