@@ -8,7 +8,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup chromium servers image-tools shell-tools services demo test test-warm test-fast lint bench image
+.PHONY: setup chromium servers image-tools shell-tools services demo test test-warm test-fast lint bench image service-images
 setup: $(VENV)/.installed chromium servers image-tools shell-tools services
 
 # The services the tests talk to: PostgreSQL, Redis, RabbitMQ on 127.0.0.1. One that does not answer is
@@ -71,6 +71,11 @@ image-tools:
 		elif command -v sudo >/dev/null; then sudo sh -c '$(APT_IMAGE_TOOLS)'; \
 		else echo "make setup: podman or debootstrap is missing and this is not root: run as root: $(APT_IMAGE_TOOLS)" >&2; exit 1; fi; \
 	fi
+
+# The images of docs/environment.md's services trial, PostgreSQL and Redis, on a Debian base made from
+# Debian's packages (no image registry: deploy/image/base.sh); an image already there is reused. As root.
+service-images: image-tools
+	deploy/fleet/images.sh postgres redis
 
 # What the docs' pasted blocks call beside baton (the README's tour, docs/service.md's curl examples, run
 # as pasted by tests/project/test_readme_tour.py and tests/service/test_service_doc.py): curl and jq.
