@@ -3,8 +3,9 @@ with only loopback (:mod:`baton.sandbox.netns`), in which baton listens for it â
 (:mod:`baton.sandbox.proxy`, under the run's :mod:`~baton.allowlist`) and a relay to each model
 API on the host's loopback (the mock servers, a local gateway); elsewhere a proxy listener on the host's
 loopback and the walls' TCP rule allowing only its port and the model APIs'. The agent is told the
-proxy through ``HTTP(S)_PROXY``; a model API elsewhere is added to the list. ``egress = "open"``: none
-of this (the walls' ports as before). What each host gets: docs/security.md, "The network".
+proxy through ``HTTP(S)_PROXY``; a model API elsewhere is added to the list. A container's engine is
+started in that namespace too (:meth:`Egress.spawn`). ``egress = "open"``: none of this (the walls'
+ports as before). What each host gets: docs/security.md, "The network".
 """
 
 from __future__ import annotations
