@@ -74,8 +74,8 @@ def image_repo(path: Path) -> Path:
     return make_repo(path, {**files, "README.md": "# in a container\n"})
 
 
-# In a container on the host's network nothing would hold an egress allow-list: a container run is
-# refused under one (the default's included) and says so; these runs ask for the open way out.
+# These runs ask for the open way out, as they did while a container run was refused under an allow-list;
+# the allow-list inside a container has its own tests (tests/runner/test_container_egress_real.py).
 OPEN = {"egress": "open"}
 
 

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from baton.sandbox import container
 from baton.sandbox.cgroups import Limits
 from baton.sandbox.container import Container, mounts
 from baton.sandbox.walls import GitParts, Walls
@@ -62,3 +65,15 @@ def test_a_secret_goes_to_the_engine_by_name_only(tmp_path: Path) -> None:
         "localhost/app:1",
         "/bin/true",
     ]
+
+
+def test_only_podman_as_root_puts_its_container_in_the_agents_network_namespace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under an egress allow-list the engine starts in the agent's namespace; only podman as root
+    leaves its ``--network host`` container there (tests/runner/test_container_egress_real.py)."""
+    monkeypatch.setattr(container.os, "geteuid", lambda: 0)
+    assert container.netns_refusal("/usr/bin/podman") is None
+    assert "docker's daemon" in (container.netns_refusal("/usr/bin/docker") or "")
+    monkeypatch.setattr(container.os, "geteuid", lambda: 1000)
+    assert "rootless podman" in (container.netns_refusal("/usr/bin/podman") or "")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.server
 import importlib
 import json
+import os
 import shlex
 import socket
 import sys
@@ -256,6 +257,30 @@ def test_doctor_says_loudly_when_egress_is_open(home: Path) -> None:
     assert opened.status.value == "warn" and opened.detail.startswith("OPEN (egress = open)")
     fallback = check_egress(egress_settings(home, "registries", net_ns="off"))
     assert "allows only the proxy's port" in fallback.detail and "BATON_NET_NS=off" in fallback.detail
+
+
+@pytest.mark.parametrize(
+    ("engine", "net_ns", "said"),
+    [
+        ("podman", "auto", "its container in the agent's own network namespace too"),
+        ("docker", "auto", "refused under an allow-list (docker's daemon makes"),
+        ("podman", "off", "refused under an allow-list (BATON_NET_NS=off)"),
+    ],
+)
+def test_doctor_says_what_holds_a_container_runs_list(
+    home: Path, engine: str, net_ns: str, said: str
+) -> None:
+    from baton.housekeeping.doctor import check_egress
+
+    if os.geteuid() != 0 or not applies("auto"):
+        pytest.skip("podman as root with network namespaces is the one way a container's list holds")
+    values = {"home": str(home), "egress": "none", "net_ns": net_ns}
+    settings = load_settings(
+        overrides={**values, "environment": "container", "container_engine": engine}, environ={}
+    )
+    found = check_egress(settings)
+    assert said in found.detail, found.detail
+    assert found.status.value == ("ok" if "own network namespace too" in said else "warn"), found
 
 
 def test_a_run_may_narrow_the_allow_list_never_widen_it() -> None:

@@ -13,9 +13,12 @@ from pathlib import Path
 import psutil
 import pytest
 
+from baton import allowlist
 from baton.errors import AgentError
 from baton.runner.process import ProcessResult, RunLog, run_process
-from baton.sandbox.enclosure import Enclosure, limits_of
+from baton.sandbox.container import Container
+from baton.sandbox.egress import applies
+from baton.sandbox.enclosure import Egress, Enclosure, limits_of
 from baton.settings import Settings
 from tests.conftest import GIT_ID
 from tests.sandbox.test_landlock import require_landlock
@@ -101,3 +104,58 @@ def test_walls_that_cannot_be_built_are_an_agent_error(layout: Layout) -> None: 
         for fd in taken:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def _way_out(closed: list[str], namespaced: bool = True) -> Egress:
+    """A way out allowing nothing; ``closed`` told when it is closed."""
+    way = Egress.open(allowlist.parse("none"), namespaced, [], frozenset(), lambda refusal: None)
+    way.on_close = lambda: closed.append("closed")
+    return way
+
+
+def test_a_container_under_an_allow_list_starts_its_engine_in_the_agents_namespace(
+    layout: Layout,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The engine (here a stand-in: the process the spawn starts) is started in the agent's network
+    namespace, which holds only loopback: with podman as root its container is there too
+    (tests/runner/test_container_egress_real.py proves it with podman itself)."""
+    if os.geteuid() != 0 or not applies("auto"):
+        pytest.skip("needs root and network namespaces: podman as root is the one engine that joins them")
+    engine = tmp_path / "podman"  # removing what is left of the container: nothing to do
+    engine.write_text("#!/bin/sh\nexit 0\n")
+    engine.chmod(0o755)
+    settings, closed = Settings(home=layout.home, min_free="0"), list[str]()
+    inside = Container(str(engine), "localhost/app:1")
+    with Enclosure.open(
+        settings, "enc4", limits_of(settings), layout.walls, [layout.mine], _way_out(closed), inside
+    ) as box:
+        assert box.spawn is not None and box.out is not None and box.ruleset is None  # no Landlock
+        result = _run(box, "cat /proc/net/dev > dev.txt", layout.mine, layout.walls.agent_home)
+    assert result.exit_code == 0 and closed == ["closed"]
+    found = [line.split(":")[0].strip() for line in (layout.mine / "dev.txt").read_text().splitlines()[2:]]
+    assert found == ["lo"]
+
+
+@pytest.mark.parametrize(
+    ("engine", "net_ns", "why"),
+    [
+        ("/usr/bin/docker", "auto", "docker's daemon makes its containers' network namespaces"),
+        ("/usr/bin/podman", "off", "BATON_NET_NS=off"),
+    ],
+)
+def test_a_container_where_the_list_cannot_hold_is_refused_saying_why(
+    layout: Layout,  # noqa: F811
+    engine: str,
+    net_ns: str,
+    why: str,
+) -> None:
+    if net_ns == "auto" and not applies("auto"):
+        pytest.skip("this host gives no network namespace")
+    settings, closed = Settings(home=layout.home, min_free="0", net_ns=net_ns), list[str]()
+    way = _way_out(closed, namespaced=net_ns != "off")
+    inside = Container(engine, "localhost/app:1")
+    with pytest.raises(AgentError, match="cannot hold inside this container") as raised:
+        Enclosure.open(settings, "enc5", limits_of(settings), layout.walls, [layout.mine], way, inside)
+    assert why in str(raised.value) and "set egress open for this repository" in str(raised.value)
+    assert closed == ["closed"]  # its proxy and listeners are not left open

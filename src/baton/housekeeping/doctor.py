@@ -31,7 +31,7 @@ from baton.housekeeping import privacy
 from baton.housekeeping.quotas import held_lines
 from baton.install import agents_hint
 from baton.models import SessionRecord
-from baton.sandbox import contain, egress, toolchains, trywalls
+from baton.sandbox import contain, container, egress, toolchains, trywalls
 from baton.sandbox.agentenv import without_baton
 from baton.sandbox.confine import describe
 from baton.sandbox.walls import SYSTEM
@@ -386,10 +386,21 @@ def check_egress(settings: Settings) -> Check:
         )
     how = egress.describe(settings.net_ns, describe(settings).walled)
     status = CheckStatus.OK if how.startswith("own network namespace") else CheckStatus.WARN
-    if settings.environment == "container":  # on the host's network, nothing would hold the list
-        how += "; environment = container: a container run is refused under an allow-list (set egress open)"
-        status = CheckStatus.WARN
+    if settings.environment == "container":
+        said, held = _container_egress(settings)
+        how, status = f"{how}; {said}", status if held else CheckStatus.WARN
     return Check("agent egress", status, f"allow-list {policy.text}: {how}")
+
+
+def _container_egress(settings: Settings) -> tuple[str, bool]:
+    """What holds a container run's allow-list here, and whether one does: the agent's own network
+    namespace, which only podman as root puts its container in (baton.sandbox.container)."""
+    why = container.netns_refusal(settings.container_engine)
+    if why is None and not egress.applies(settings.net_ns):
+        why = egress.no_namespace(settings.net_ns)
+    if why is not None:
+        return f"environment = container: a container run is refused under an allow-list ({why})", False
+    return "environment = container: its container in the agent's own network namespace too", True
 
 
 def check_model_gateway(settings: Settings, environ: Mapping[str, str]) -> Check:

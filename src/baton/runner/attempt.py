@@ -320,9 +320,9 @@ def _launch(
         return not ctx.lost.is_set()  # the lease keeps itself alive; a lost one stops the agent
 
     env = {**env, **tracing.agent_env()}  # the agent's own spans join this trace (docs/deploy.md#tracing)
-    out = _egress(ctx, record, env, watch)
-    env = {**env, **out.env} if out is not None else env
     inside = prepared.container  # environment container: its walls say what is mounted
+    out = _egress(ctx, record, env, watch, bool(record.confined) or inside is not None)
+    env = {**env, **out.env} if out is not None else env
     walls = _walls(ctx, prepared, env) if record.confined or inside else None
     watched = [prepared.worktree, Path(env["TMPDIR"]), Path(env["HOME"])]
     name = f"{record.id}-{part}" if part else record.id
@@ -352,9 +352,11 @@ def _launch(
     return result
 
 
-def _egress(ctx: Context, record: RunRecord, env: dict[str, str], watch: ModelWatch) -> Egress | None:
+def _egress(
+    ctx: Context, record: RunRecord, env: dict[str, str], watch: ModelWatch, walled: bool
+) -> Egress | None:
     """The agent's way out under its egress allow-list (:mod:`baton.runner.wayout`); every refusal a
-    line of its log and an event of its subscriber."""
+    line of its log and an event of its subscriber. ``walled``: behind the walls or in a container."""
     # lazy: cold CLI
     from baton.runner import wayout  # here: the run path's module budget (tests/cli/test_cli_fast.py)
 
@@ -369,7 +371,7 @@ def _egress(ctx: Context, record: RunRecord, env: dict[str, str], watch: ModelWa
         if on_event is not None:
             on_event(record, event)
 
-    return wayout.open_way(ctx, record.id, policy, env, bool(record.confined), note)
+    return wayout.open_way(ctx, record.id, policy, env, walled, note)
 
 
 class Hold(Protocol):

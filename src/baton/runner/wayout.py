@@ -57,7 +57,8 @@ def open_way(
     models: bool = True,
 ) -> Egress | None:
     """The way out under ``policy``; None when it is ``open``. Its own network namespace where the
-    process is walled in and the host allows one; ``models``: the agent's model APIs reachable too."""
+    process is ``confined`` (walled in, or in a container) and the host allows one; ``models``: the
+    agent's model APIs reachable too."""
     if policy.open:
         return None
 

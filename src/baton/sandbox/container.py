@@ -5,8 +5,9 @@ its group reaches the agent through the engine's signal proxy and the init, and 
 by name (``rm -f``) whatever a kill left. The walls' promises, by the container's means: only the key's
 parts mounted, at their own paths (:func:`mounts`), a read-only root, no capabilities, its own PID
 namespace, the run's limits as flags; a variable goes as ``-e NAME``, its value in the engine's own
-environment, never on the argv. The network is the host's (the model's base URL on loopback): the
-walls' TCP rule does not apply inside, so an egress allow-list is refused (docs/security.md).
+environment, never on the argv. ``--network host``: under ``egress = "open"`` the host's network; under
+an allow-list the agent's own namespace, baton's proxy and relays alone on its loopback (the engine
+started in it: :meth:`.egress.Egress.spawn`; docker and a rootless podman refused, :func:`netns_refusal`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,18 @@ def engine_path(name: str) -> str:
     if found is None:
         raise AgentError(f"environment container needs {name}, which is not installed here")
     return found
+
+
+def netns_refusal(engine: str) -> str | None:
+    """Why a container ``engine`` (its name or path) starts would not be in the network namespace of
+    the process that starts it, so an egress allow-list could not hold there; None where it is: podman
+    as root, whose ``--network host`` leaves the container in its caller's namespace (measured:
+    ``unshare -n podman run --network host … cat /proc/net/dev`` shows only ``lo``)."""
+    if Path(engine).name == "docker":
+        return "docker's daemon makes its containers' network namespaces, not baton's process"
+    if os.geteuid() != 0:  # not measured: its containers join the namespaces of its pause process
+        return "a rootless podman starts its containers from its own pause process's namespaces"
+    return None
 
 
 def engine_env() -> dict[str, str]:

@@ -3,8 +3,9 @@ with only loopback (:mod:`baton.sandbox.netns`), in which baton listens for it â
 (:mod:`baton.sandbox.proxy`, under the run's :mod:`~baton.allowlist`) and a relay to each model
 API on the host's loopback (the mock servers, a local gateway); elsewhere a proxy listener on the host's
 loopback and the walls' TCP rule allowing only its port and the model APIs'. The agent is told the
-proxy through ``HTTP(S)_PROXY``; a model API elsewhere is added to the list. ``egress = "open"``: none
-of this (the walls' ports as before). What each host gets: docs/security.md, "The network".
+proxy through ``HTTP(S)_PROXY``; a model API elsewhere is added to the list. A container's engine is
+started in that namespace too (:meth:`Egress.spawn`). ``egress = "open"``: none of this (the walls'
+ports as before). What each host gets: docs/security.md, "The network".
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ if TYPE_CHECKING:  # the proxy (asyncio) and the namespace load only for a run w
     import socket
 
     from baton.sandbox.proxy import Gate, Served
+    from baton.sandbox.spawnthread import P
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 PROXY_PORT = 3128  # the proxy's port inside the agent's namespace (the first one no relay takes)
@@ -127,6 +129,20 @@ class Egress:
             self.sockets.append(relay)
             self.served.append(proxy.forward(relay, "127.0.0.1" if host == "localhost" else host, target))
 
+    def spawn(self, start: Callable[[], P], before: Callable[[], None] | None = None) -> P:
+        """``start`` called in a thread of its own, after ``before`` (a run group's), in the network
+        namespace :meth:`enter` makes: for a process walled by other means (a container's engine,
+        whose container joins the namespace it is started in: :mod:`baton.sandbox.container`)."""
+        # lazy: cold CLI
+        from baton.sandbox import spawnthread
+
+        def first() -> None:
+            if before is not None:
+                before()
+            self.enter()
+
+        return spawnthread.spawn(start, first, "netns")
+
     def close(self) -> None:
         for served in self.served:
             served.close()
@@ -161,11 +177,15 @@ def describe(mode: str, walled: bool) -> str:
         return "not enforced (agents are not walled in): the proxy variables are a request, not a wall"
     if applies(mode):
         return "own network namespace, only loopback: out through baton's egress proxy alone"
+    return (
+        f"the walls' TCP rule allows only the proxy's port and the model APIs' ({no_namespace(mode)}); "
+        "UDP (DNS) and a connection to a model API's port on another host stay open"
+    )
+
+
+def no_namespace(mode: str) -> str:
+    """Why agents get no network namespace here (:func:`applies` is False)."""
     # lazy: cold CLI
     from baton.sandbox import netns
 
-    why = "BATON_NET_NS=off" if mode == "off" else f"no network namespace: {netns.probe()}"
-    return (
-        f"the walls' TCP rule allows only the proxy's port and the model APIs' ({why}); UDP (DNS) "
-        "and a connection to a model API's port on another host stay open"
-    )
+    return "BATON_NET_NS=off" if mode == "off" else f"no network namespace: {netns.probe()}"

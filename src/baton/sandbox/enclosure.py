@@ -185,14 +185,10 @@ class Enclosure:
     ) -> Enclosure:
         if walls is None:
             raise AgentError("an agent in a container needs its walls: they say what is mounted")
-        if out is not None:  # on the host's network, nothing would hold the allow-list
-            raise AgentError(
-                "an egress allow-list is not enforced inside a container (it shares the host's network): "
-                "set egress open for this repository, or environment host"
-            )
-        box = cls(
-            Containment(settings, run_id, limits), DiskWatch.from_settings(settings, watched), None, None
-        )
+        # under an allow-list the engine starts in the agent's network namespace, its container too
+        spawn = _engine_spawn(settings, inside, out) if out is not None else None
+        disk = DiskWatch.from_settings(settings, watched)
+        box = cls(Containment(settings, run_id, limits), disk, None, spawn, out)
         box.inside, box.name, box.walls, box.limits = inside, f"baton-{run_id}", walls, limits
         return box
 
@@ -253,6 +249,25 @@ def container_for(
     built, image_id = container.ensure_image(path, tag, dockerfile, context, args or {}, timeout)
     ulimits = tuple(enginelimits.probe(path, tag, container.engine_env()))
     return container.Container(path, tag, env, image_id, ulimits), built
+
+
+def _engine_spawn(settings: Settings, inside: Container, out: Egress) -> Spawn:
+    """How a container's engine starts under ``out``: from a thread in the agent's network namespace,
+    so its container (``--network host``) is in that namespace too, with only baton's proxy and relays
+    on its loopback; no Landlock (the container's walls are its mounts). :class:`AgentError` where the
+    container would not be in it: the allow-list would not hold."""
+    # lazy: cold CLI (loaded already for this run: container_for)
+    from baton.sandbox import container
+
+    why, way = container.netns_refusal(inside.engine), "run it with podman as root (container_engine)"
+    if why is None and not out.namespaced:
+        why, way = egress.no_namespace(settings.net_ns), "let baton make network namespaces (as root)"
+    if why is not None:
+        raise AgentError(
+            f"an egress allow-list cannot hold inside this container ({why}): set egress open for "
+            f"this repository, or {way}"
+        )
+    return out.spawn
 
 
 def _namespaced(spawn: Spawn, out: Egress) -> Spawn:

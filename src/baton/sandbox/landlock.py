@@ -9,14 +9,11 @@ for a caller that forks anyway), through ctypes: three syscalls, three structs a
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import functools
 import os
-import signal
 import stat
-import threading
 from collections.abc import Callable
 from enum import IntFlag
 from pathlib import Path
@@ -288,47 +285,18 @@ class Ruleset:
         *thread* that started a process ends. The rest of the parent (heartbeats, log readers) is never
         restricted; Python code the thread runs meanwhile (Popen's own set-up, a garbage collection) is
         restricted too: it can only do less, never more."""
-        box: list[P | BaseException] = []
-        ready = threading.Event()
-        thread = threading.Thread(
-            target=self._confined, args=(start, before, box, ready), daemon=True, name="landlock"
-        )
-        thread.start()
-        try:
-            ready.wait()
-        except BaseException:  # interrupted: the process may start all the same, unsupervised
-            ready.wait()
-            if box and not isinstance(box[0], BaseException):
-                with contextlib.suppress(OSError):
-                    os.kill(box[0].pid, signal.SIGKILL)
-            raise
-        finally:
-            self.close()  # the domain is made (or failed): the descriptor is no longer needed
-        found = box[0]
-        if isinstance(found, BaseException):
-            raise found
-        return found
+        # lazy: the run path's module budget (tests/cli/test_cli_fast.py)
+        from baton.sandbox import spawnthread
 
-    def _confined(
-        self,
-        start: Callable[[], P],
-        before: Callable[[], None] | None,
-        box: list[P | BaseException],
-        ready: threading.Event,
-    ) -> None:
-        try:
+        def confine() -> None:
             if before is not None:
                 before()
             self.restrict_self()
-            proc = start()
-        except BaseException as exc:  # handed to the caller's thread
-            box.append(exc)
-            ready.set()
-            return
-        box.append(proc)
-        ready.set()
-        with contextlib.suppress(ChildProcessError, OSError):  # already reaped by its owner: gone
-            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+
+        try:
+            return spawnthread.spawn(start, confine, "landlock")
+        finally:
+            self.close()  # the domain is made (or failed): the descriptor is no longer needed
 
     def child_hook(self) -> Callable[[], None]:
         """A ``preexec_fn`` enforcing this ruleset in the child between fork and exec: only ``prctl``
