@@ -16,9 +16,8 @@ import pytest
 
 from baton.environment import servicerun
 from baton.environment.services import read_services
-from baton.sandbox import enginelimits
 from baton.settings import Settings
-from baton.workspace import containers
+from baton.workspace import containers, enginelimits
 
 SERVICE = '[services.db]\nimage = "localhost/db:1"\nport_env = "PGPORT"\nready = ["true"]\n'
 

@@ -23,9 +23,8 @@ import pytest
 
 from baton.environment import servicerun
 from baton.environment.services import Service, read_services
-from baton.sandbox import enginelimits
 from baton.settings import Settings
-from baton.workspace import containers
+from baton.workspace import containers, enginelimits
 
 SERVICE_FIXTURES = {"tiny_image": "image"}  # podman as root, like the image's own test
 TINY = "localhost/baton-test-echo:1"

@@ -21,9 +21,8 @@ from pathlib import Path
 
 from baton import retry
 from baton.environment.services import HOST, Service, fill
-from baton.sandbox import enginelimits
 from baton.settings import Settings
-from baton.workspace import containers
+from baton.workspace import containers, enginelimits
 from baton.workspace.containers import State
 
 RUN_SECONDS = 300  # `run` may unpack an image first
@@ -176,7 +175,7 @@ def _run_argv(program: str, name: str, space: Path, service: Service, port: int,
 
 def _run_container(program: str, name: str, argv: list[str], image: str) -> None:
     """``run -d`` of the container, again with baton's own rlimits when the engine refused its
-    defaults (:mod:`baton.sandbox.enginelimits`); a missing image said as such (:func:`_missing`)."""
+    defaults (:mod:`baton.workspace.enginelimits`); a missing image said as such (:func:`_missing`)."""
     try:
         if enginelimits.needed(program):
             _run(program, [argv[0], *enginelimits.flags(), *argv[1:]])

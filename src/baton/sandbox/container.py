@@ -110,7 +110,7 @@ class Container:
     image: str  # a reference the engine has
     env: dict[str, str] = field(default_factory=dict)  # the image's containerEnv (data, no secret)
     image_id: str = ""  # the image's id, as the engine has it now ("": unknown)
-    ulimits: tuple[str, ...] = ()  # where the engine cannot set its defaults (baton.sandbox.enginelimits)
+    ulimits: tuple[str, ...] = ()  # where the engine cannot set its defaults (baton.workspace.enginelimits)
 
     @property
     def identity(self) -> str:

@@ -243,7 +243,8 @@ def container_for(
     """The container an agent of ``environment = "container"`` runs in, its image ``tag`` built from
     ``dockerfile`` when missing (and whether it was, now); loaded for such a run only."""
     # lazy: cold CLI
-    from baton.sandbox import container, enginelimits
+    from baton.sandbox import container
+    from baton.workspace import enginelimits
 
     path = container.engine_path(engine)
     built, image_id = container.ensure_image(path, tag, dockerfile, context, args or {}, timeout)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from baton.sandbox import enginelimits
 from baton.sandbox.cgroups import Limits
 from baton.sandbox.enclosure import container_for
+from baton.workspace import enginelimits
 from tests.environment.test_servicerun_real import TINY, tiny_image  # noqa: F401 (the fixture)
 from tests.sandbox.test_container import walls
 
