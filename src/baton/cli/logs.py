@@ -79,7 +79,7 @@ def print_setup(log_dir: Path, run_id: str) -> None:
     from baton.environment import setuplog
 
     path = setuplog.path_of(log_dir, run_id)
-    lines, _left = setuplog.read(path, limit=1 << 40)
+    lines, _left = setuplog.read(path, limit=None)
     if not lines:
         return
     out().print(f"[bold]── the repository's setup ({esc(path.name)})[/bold]", highlight=False)

@@ -25,11 +25,12 @@ def path_of(log_dir: Path, run_id: str) -> Path:
     return log_dir / f"{run_id}-setup.jsonl"
 
 
-def read(path: Path, limit: int = MAX) -> tuple[list[Line], int]:
-    """The log's lines (none when there is no log) and the bytes past ``limit`` left unread."""
+def read(path: Path, limit: int | None = MAX) -> tuple[list[Line], int]:
+    """The log's lines (none when there is no log) and the bytes past ``limit`` (None: all of it) left
+    unread."""
     try:
         with path.open("rb") as fh:
-            data = fh.read(limit)
+            data = fh.read(-1 if limit is None else limit)
             left = max(0, path.stat().st_size - len(data))
     except OSError:
         return [], 0
