@@ -5,6 +5,7 @@ engine's environment, never on the argv), the run's limits as the engine's flags
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -72,8 +73,8 @@ def test_only_podman_as_root_puts_its_container_in_the_agents_network_namespace(
 ) -> None:
     """Under an egress allow-list the engine starts in the agent's namespace; only podman as root
     leaves its ``--network host`` container there (tests/runner/test_container_egress_real.py)."""
-    monkeypatch.setattr(container.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
     assert container.netns_refusal("/usr/bin/podman") is None
     assert "docker's daemon" in (container.netns_refusal("/usr/bin/docker") or "")
-    monkeypatch.setattr(container.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert "rootless podman" in (container.netns_refusal("/usr/bin/podman") or "")

@@ -9,6 +9,7 @@ import os
 import resource
 import threading
 from pathlib import Path
+from typing import Literal
 
 import psutil
 import pytest
@@ -147,7 +148,7 @@ def test_a_container_under_an_allow_list_starts_its_engine_in_the_agents_namespa
 def test_a_container_where_the_list_cannot_hold_is_refused_saying_why(
     layout: Layout,  # noqa: F811
     engine: str,
-    net_ns: str,
+    net_ns: Literal["auto", "off"],
     why: str,
 ) -> None:
     if net_ns == "auto" and not applies("auto"):
