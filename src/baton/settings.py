@@ -187,7 +187,7 @@ class Settings:
         "a closed session (expired, or cleaned up by a webhook) can still be resumed this long; then a "
         "sweep purges it"))
     prepared_idle_days: float = field(default=7.0, metadata=about(
-        "a repository's prepared environment (its setup's results at one commit, given to each new "
+        "a repository's prepared environment (its setup's results for one set of inputs, given to each new "
         "thread: [environment.md](environment.md)) no thread was given for this long is removed by a "
         "sweep; under disk pressure the prepared environments go first, before any pruning; 0: never "
         "by age"))
