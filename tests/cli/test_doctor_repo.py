@@ -185,3 +185,27 @@ def test_a_dev_containers_compose_services_are_listed_or_set_aside(cli: Cli, tmp
     services = data["services"]
     assert isinstance(services, dict) and services["services"] == []
     assert "services_network = host: declare them in .baton/services.toml" in services["set_aside"][0]
+
+
+def test_the_inputs_a_repository_names_are_read_from_the_commit_as_a_run_reads_them(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """``.baton/inputs`` names a script and a directory: ``doctor -r`` lists them and its key is the key
+    a checkout of the commit gives (the named files taken from the commit's objects, whole)."""
+    from baton.environment.discover import discover
+
+    files = {
+        ".baton/setup.sh": "sh scripts/bootstrap.sh\n",
+        ".baton/inputs": "scripts/bootstrap.sh\ntools\n",
+        "scripts/bootstrap.sh": "make -C tools\n",
+        "tools/Makefile": "all:\n\ttrue\n",
+        "tools/sub/gen.c": "int main(){}\n",
+        "uv.lock": "x\n",
+    }
+    repo = make_repo(tmp_path / "src", files)
+    code, data = doctor(cli, repo)
+    setup = data["setup"]
+    assert code == 0 and isinstance(setup, dict)
+    assert setup["inputs"] == ["uv.lock", "scripts/bootstrap.sh", "tools"]
+    plan = discover(repo)
+    assert plan is not None and setup["key"] == plan.key

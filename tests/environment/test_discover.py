@@ -264,3 +264,41 @@ def test_a_devcontainers_features_and_user_are_named_as_set_aside(tmp_path: Path
     said = "\n".join(plan.skipped)
     assert "features (Dev Container Features install into an image" in said
     assert "remoteUser (the commands run as baton's own user)" in said
+
+
+def test_a_repository_names_more_inputs_in_baton_inputs(tmp_path: Path) -> None:
+    """``.baton/inputs``: a file and a directory (every file under it) the setup reads; a change in
+    either is a new key, a file elsewhere is not; a link is counted as a link, never followed."""
+    write(
+        tmp_path,
+        {
+            BATON_SETUP: "sh scripts/bootstrap.sh\n",
+            ".baton/inputs": "# what the setup reads\nscripts/bootstrap.sh\ntools/  # built\nnot/yet\n",
+            "scripts/bootstrap.sh": "make tools\n",
+            "tools/a/gen.c": "int main(){}\n",
+            "src/app.py": "print()\n",
+        },
+    )
+    first = discover(tmp_path)
+    assert first is not None
+    assert [name for name, _ in first.inputs] == ["scripts/bootstrap.sh", "tools", "not/yet"]
+    (tmp_path / "src/app.py").write_text("print(1)\n")
+    assert discover(tmp_path).key == first.key  # type: ignore[union-attr]
+    (tmp_path / "tools/a/gen.c").write_text("int main(){return 1;}\n")
+    second = discover(tmp_path)
+    assert second is not None and second.key != first.key and second.text_key == first.text_key
+    (tmp_path / "not").mkdir()
+    (tmp_path / "not/yet").write_text("made later\n")
+    third = discover(tmp_path)
+    assert third is not None and third.key != second.key
+    outside = tmp_path.parent / "outside.txt"
+    outside.write_text("secret\n")
+    (tmp_path / "tools/a/link").symlink_to(outside)
+    assert discover(tmp_path).key == third.key  # type: ignore[union-attr]  # a link under it: not followed
+
+
+@pytest.mark.parametrize("line", ["/etc/passwd", "../other/file", "a/../../b", "tab\there"])
+def test_a_named_input_outside_the_repository_is_refused_with_its_line(tmp_path: Path, line: str) -> None:
+    write(tmp_path, {BATON_SETUP: "true\n", ".baton/inputs": f"ok.txt\n{line}\n"})
+    with pytest.raises(Unreadable, match=r"\.baton/inputs, line 2: .* is not a path inside the repository"):
+        discover(tmp_path)

@@ -20,6 +20,7 @@ from pathlib import Path
 CONFIG = "config"
 BATON_SETUP = ".baton/setup.sh"
 BATON_MAINTAIN = ".baton/maintain.sh"
+BATON_INPUTS = ".baton/inputs"  # more inputs the repository names, one path a line (:mod:`.named`)
 DEVCONTAINER = ".devcontainer/devcontainer.json"
 DEVCONTAINER_ROOT = ".devcontainer.json"
 COPILOT = ".github/workflows/copilot-setup-steps.yml"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.environment import (
+    BATON_INPUTS,
     BATON_MAINTAIN,
     BATON_SETUP,
     CONFIG,
@@ -25,6 +26,7 @@ from baton.environment import (
     DEVCONTAINER_ROOT,
     SOURCES,
     jsonc,
+    named,
 )
 from baton.environment.plan import Command, SetupPlan
 from baton.workspace import nofollow
@@ -119,14 +121,27 @@ def read(worktree: Path, name: str, limit: int = MAX_FILE) -> bytes:
 
 def lock_inputs(worktree: Path) -> tuple[tuple[str, str], ...]:
     """The lock files and ``requirements*.txt`` that are regular files, at the root and in directories
-    down to :data:`LOCK_DEPTH` (a monorepo's ``web/package-lock.json``), with their sha256."""
+    down to :data:`LOCK_DEPTH` (a monorepo's ``web/package-lock.json``), with their sha256; then the
+    paths the repository names in ``.baton/inputs`` (:mod:`.named`)."""
     found = []
     for name in _lock_names(worktree):
         try:
             found.append((name, hashlib.sha256(nofollow.read_beneath(worktree, name)).hexdigest()))
         except OSError:  # a link or a directory: not an input (never followed)
             continue
+    known = {name for name, _sha in found}
+    found += [(rel, named.digest(worktree, rel)) for rel in _named(worktree) if rel not in known]
     return tuple(found)
+
+
+def _named(worktree: Path) -> list[str]:
+    """The paths ``.baton/inputs`` names (none without one); :class:`Unreadable` for a bad one."""
+    if not _exists(worktree, BATON_INPUTS):
+        return []
+    try:
+        return named.names(read(worktree, BATON_INPUTS, named.LIMIT).decode("utf-8", "replace"))
+    except named.BadNames as exc:
+        raise Unreadable(str(exc)) from exc
 
 
 def is_input(path: str) -> bool:

@@ -15,10 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from baton.environment import BATON_MAINTAIN, SOURCES
+from baton.environment import BATON_INPUTS, BATON_MAINTAIN, SOURCES, named
 from baton.environment.discover import MAX_FILE, Unreadable, discover, is_input
 from baton.environment.plan import SetupPlan
 from baton.environment.testcmd import FILES, HEAD, test_command
+from baton.workspace import nofollow
 from baton.workspace.gitcmd import run_git
 
 LARGEST_INPUT = 256 << 20  # a lock file larger than this is not read (it is named, not hashed)
@@ -49,10 +50,24 @@ def survey(cache: Path, commit: str, configured: str | None, env: dict[str, str]
 
 def materialize(cache: Path, commit: str, root: Path, env: dict[str, str] | None = None) -> None:
     """Write the files discover and the test command read, as ``commit`` has them, under ``root``."""
-    paths = [*SOURCES, BATON_MAINTAIN, *FILES]
+    paths = [*SOURCES, BATON_MAINTAIN, BATON_INPUTS, *FILES]
     entries = _entries(cache, commit, paths, env)
     entries += [e for e in _entries(cache, commit, [], env) if is_input(e[3]) and e[3] not in paths]
     _write(cache, entries, root, _limit, env)
+    more = _named(root)
+    if more:  # what .baton/inputs names, files and directories whole, as the commit has them
+        _write(cache, _entries(cache, commit, more, env, recursive=True), root, _limit, env)
+
+
+def _named(root: Path) -> list[str]:
+    """What a ``.baton/inputs`` written under ``root`` names (none when it is missing or bad: discover
+    then says why, reading it again)."""
+    try:
+        return named.names(
+            nofollow.read_beneath(root, BATON_INPUTS)[: named.LIMIT].decode("utf-8", "replace")
+        )
+    except (OSError, named.BadNames):
+        return []
 
 
 def materialize_paths(
@@ -91,10 +106,12 @@ def _limit(path: str) -> int:
 
 
 def _entries(
-    cache: Path, commit: str, paths: list[str], env: dict[str, str] | None
+    cache: Path, commit: str, paths: list[str], env: dict[str, str] | None, recursive: bool = False
 ) -> list[tuple[str, str, str, str]]:
-    """``git ls-tree`` of ``paths`` in ``commit`` (none: its root): (mode, type, object, path)."""
-    out = run_git(["ls-tree", "-z", "--full-tree", commit, "--", *paths], cwd=cache, env=env, raw=True)
+    """``git ls-tree`` of ``paths`` in ``commit`` (none: its root; ``recursive``: the files under a
+    directory too): (mode, type, object, path)."""
+    args = ["ls-tree", "-z", "--full-tree", *(["-r"] if recursive else []), commit, "--", *paths]
+    out = run_git(args, cwd=cache, env=env, raw=True)
     found = []
     for line in out.split("\0"):
         head, _, path = line.partition("\t")
