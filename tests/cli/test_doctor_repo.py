@@ -190,8 +190,9 @@ def test_a_dev_containers_compose_services_are_listed_or_set_aside(cli: Cli, tmp
 def test_the_inputs_a_repository_names_are_read_from_the_commit_as_a_run_reads_them(
     cli: Cli, tmp_path: Path
 ) -> None:
-    """``.baton/inputs`` names a script and a directory: ``doctor -r`` lists them and its key is the key
-    a checkout of the commit gives (the named files taken from the commit's objects, whole)."""
+    """``.baton/inputs`` names a script and a directory, and a monorepo's lock files lie below the root:
+    ``doctor -r`` lists them all and its key is the key a checkout of the commit gives (the files taken
+    from the commit's objects, whole), so "this commit: ready" is the truth."""
     from baton.environment.discover import discover
 
     files = {
@@ -201,11 +202,20 @@ def test_the_inputs_a_repository_names_are_read_from_the_commit_as_a_run_reads_t
         "tools/Makefile": "all:\n\ttrue\n",
         "tools/sub/gen.c": "int main(){}\n",
         "uv.lock": "x\n",
+        "web/package-lock.json": "{}\n",  # a monorepo's, below the root: an input too
+        "services/api/uv.lock": "y\n",
+        "web/node_modules/x/package-lock.json": "{}\n",  # what a setup makes: never
     }
     repo = make_repo(tmp_path / "src", files)
     code, data = doctor(cli, repo)
     setup = data["setup"]
     assert code == 0 and isinstance(setup, dict)
-    assert setup["inputs"] == ["uv.lock", "scripts/bootstrap.sh", "tools"]
+    assert setup["inputs"] == [
+        "services/api/uv.lock",
+        "uv.lock",
+        "web/package-lock.json",
+        "scripts/bootstrap.sh",
+        "tools",
+    ]
     plan = discover(repo)
     assert plan is not None and setup["key"] == plan.key

@@ -157,6 +157,19 @@ def is_input(path: str) -> bool:
     return stem != name and ("requirements" in stem or stem.startswith("constraints"))
 
 
+def _searched(directory: str) -> bool:
+    """Whether inputs are looked for in a directory of this name: never a dot-directory nor one of
+    :data:`NOT_SOURCE` (what a setup makes)."""
+    return not directory.startswith(".") and directory not in NOT_SOURCE
+
+
+def is_lock_path(path: str) -> bool:
+    """Whether the repository's file ``path`` is an input where :func:`lock_inputs` looks for them (down
+    to :data:`LOCK_DEPTH`, in searched directories): for a reader of a commit's file list."""
+    parts = path.split("/")
+    return len(parts) <= LOCK_DEPTH and all(_searched(d) for d in parts[:-1]) and is_input(path)
+
+
 def _lock_names(worktree: Path) -> list[str]:
     """The lock files' relative paths, breadth first, no link followed, none under a directory of
     :data:`NOT_SOURCE` or a dot-directory; at most :data:`MAX_LOCKS`."""
@@ -174,7 +187,7 @@ def _lock_names(worktree: Path) -> list[str]:
             for entry in entries:
                 path = f"{rel}/{entry.name}" if rel else entry.name
                 if entry.is_dir(follow_symlinks=False):
-                    if not entry.name.startswith(".") and entry.name not in NOT_SOURCE:
+                    if _searched(entry.name):
                         below.append(path)
                 elif is_input(path):
                     found.append(path)

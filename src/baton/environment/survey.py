@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from baton.environment import BATON_INPUTS, BATON_MAINTAIN, SOURCES, named
-from baton.environment.discover import MAX_FILE, Unreadable, discover, is_input
+from baton.environment.discover import MAX_FILE, Unreadable, discover, is_lock_path
 from baton.environment.plan import SetupPlan
 from baton.environment.testcmd import FILES, HEAD, test_command
 from baton.workspace import nofollow
@@ -52,7 +52,8 @@ def materialize(cache: Path, commit: str, root: Path, env: dict[str, str] | None
     """Write the files discover and the test command read, as ``commit`` has them, under ``root``."""
     paths = [*SOURCES, BATON_MAINTAIN, BATON_INPUTS, *FILES]
     entries = _entries(cache, commit, paths, env)
-    entries += [e for e in _entries(cache, commit, [], env) if is_input(e[3]) and e[3] not in paths]
+    listed = _entries(cache, commit, [], env, recursive=True)  # a monorepo's web/package-lock.json too
+    entries += [e for e in listed if is_lock_path(e[3]) and e[3] not in paths]
     _write(cache, entries, root, _limit, env)
     more = _named(root)
     if more:  # what .baton/inputs names, files and directories whole, as the commit has them
