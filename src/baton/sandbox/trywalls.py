@@ -26,16 +26,16 @@ Trial = Callable[[list[str], dict[str, str], float], tuple[int, str]]
 @contextmanager
 def walled(settings: Settings) -> Iterator[tuple[Trial, dict[str, str]] | None]:
     """A :data:`Trial` inside the walls and the agent's environment there; None where the walls do not
-    apply (no Landlock, ``confine = off``)."""
+    apply (no Landlock, ``confine = off``) or its throwaway directories cannot be made."""
     if not check_confine(settings):
         yield None
         return
-    settings.home.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="doctor-", dir=settings.home))
+    root = _made(settings.home)
+    if root is None:  # a full disk, a read-only home: the tools are asked here instead
+        yield None
+        return
     try:
         worktree, home, tmp = root / "worktree", root / "home", root / "tmp"
-        for path in (worktree, home, tmp):
-            path.mkdir()
         env = agent_env(os.environ, (), settings.agent_env_names, {}, home, tmp)
         walls = Walls(home=settings.home, worktree=worktree, agent_home=home, tmp=tmp, path=env["PATH"])
 
@@ -45,6 +45,22 @@ def walled(settings: Settings) -> Iterator[tuple[Trial, dict[str, str]] | None]:
         yield trial, env
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _made(base: Path) -> Path | None:
+    """A throwaway directory under ``base`` with a worktree, a home and a temp dir; None when the disk
+    refuses it (nothing is left)."""
+    root = None
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        root = Path(tempfile.mkdtemp(prefix="doctor-", dir=base))
+        for name in ("worktree", "home", "tmp"):
+            (root / name).mkdir()
+    except OSError:
+        if root is not None:
+            shutil.rmtree(root, ignore_errors=True)
+        return None
+    return root
 
 
 def _run(walls: Walls, argv: list[str], env: dict[str, str], cwd: Path, timeout: float) -> tuple[int, str]:
