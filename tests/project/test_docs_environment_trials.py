@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from baton.workspace import containers
+from baton.keys import Key, parse_repo
+from baton.settings import load_settings
+from baton.workspace import containers, keyspace
 from tests.pasted import leftovers, run_pasted  # noqa: F401 (leftovers: the fixture)
 from tests.private_services import free_port
 
@@ -68,7 +70,6 @@ def test_the_services_trial_runs_as_pasted(
     images: None,
 ) -> None:
     monkeypatch.delenv("CONTAINERS_CONF", raising=False)  # podman's own configuration, as a newcomer's
-    before = ours()
     script = re.sub(r"\b41239\b", str(free_port()), trial_block("### Try it offline"))
     returncode, out = run_pasted(script, tmp_path)
     assert returncode == 0, out[-6000:]
@@ -76,7 +77,10 @@ def test_the_services_trial_runs_as_pasted(
     assert port is not None, out[-6000:]  # the agent's Bash reached its thread's own database
     assert f"services: db on 127.0.0.1:{port[1]} (started in " in out, out[-6000:]
     assert f"services: db on 127.0.0.1:{port[1]} (reused)" in out, out[-6000:]
-    assert "Reset claude:" in out and ours() <= before  # the reset stopped and removed its container
+    home = next(d for d in tmp_path.glob("tmp.*") if (d / "baton.db").is_file())  # the block's BATON_HOME
+    settings = load_settings(overrides={"home": str(home)}, environ={})
+    space = keyspace.key_dir(settings, Key("claude", parse_repo(str(tmp_path / "work" / "shop")), "db"))
+    assert "Reset claude:" in out and containers.container_name(space, "db") not in ours()  # removed
 
 
 def test_the_container_mode_trial_runs_as_pasted(
