@@ -22,6 +22,7 @@ from baton.settings import load_settings
 from baton.workspace import containers, keyspace
 from tests.pasted import leftovers, run_pasted  # noqa: F401 (leftovers: the fixture)
 from tests.private_services import free_port
+from tests.runner.test_services_real import _ours
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "environment.md"
@@ -54,13 +55,7 @@ def images() -> None:
 
 
 def ours() -> set[str]:
-    done = subprocess.run(
-        ["podman", "ps", "-a", "--format", "{{.Names}}", "--filter", f"name={containers.PREFIX}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return set(done.stdout.split())
+    return set(_ours())
 
 
 def test_the_services_trial_runs_as_pasted(

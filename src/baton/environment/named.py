@@ -50,8 +50,11 @@ def digest(worktree: Path, rel: str) -> str:
     if os.path.islink(path) or not os.path.lexists(path):
         summed.update(b"link" if os.path.islink(path) else b"missing")
     elif path.is_dir():
+        budget = LARGEST  # read per turn: past it, a file counts by its size (a hostile tree stays cheap)
         for name in _files(worktree, rel):
-            summed.update(name.encode() + b"\0" + _bytes(worktree, name) + b"\0")
+            data = _bytes(worktree, name) if budget > 0 else _size(worktree, name)
+            budget -= len(data)
+            summed.update(name.encode() + b"\0" + data + b"\0")
     else:
         summed.update(_bytes(worktree, rel))
     return summed.hexdigest()
@@ -67,6 +70,13 @@ def _files(worktree: Path, rel: str) -> list[str]:
         if len(found) > MAX_FILES:
             break
     return sorted(found)[:MAX_FILES]
+
+
+def _size(worktree: Path, rel: str) -> bytes:
+    try:
+        return f"size {os.lstat(worktree / rel).st_size}".encode()
+    except OSError:
+        return b"unreadable"
 
 
 def _bytes(worktree: Path, rel: str) -> bytes:
