@@ -178,7 +178,9 @@ def test_an_unreachable_model_fails_within_the_grace_naming_its_address(
     assert result.run.outcome == Outcome.FAILED, result.run.error
     said, bound = GIVES_UP.get(agent, ("the model API at {url} could not be reached: connection refused", 0))
     assert str(result.run.error).startswith(said.format(url=url)) and url in str(result.run.error)
-    assert took < (bound or GRACE + 15), (
+    # a bound, not a pace: well inside each CLI's own retrying (OpenCode's ~75 s, Claude's ~3 min), with a
+    # slow machine's margin (OpenCode's start alone took 17 s on a loaded CI machine)
+    assert took < (bound or GRACE + 40), (
         "the first retry comes within seconds (Codex's and Gemini's after ~3.5 s)"
     )
     log = Path(result.run.log_path).read_text()
