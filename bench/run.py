@@ -33,6 +33,7 @@ import bench_gitlab
 import bench_hydrate
 import bench_landlock
 import bench_leases
+import bench_mcp
 import bench_portable
 import bench_quota
 import bench_scale
@@ -61,6 +62,7 @@ GROUPS = {
         bench_git.GROUP,
         bench_cli.GROUP,
         bench_service.GROUP,
+        bench_mcp.GROUP,
         bench_forge.GROUP,
         bench_github_app.GROUP,
         bench_gitlab.GROUP,
@@ -82,7 +84,7 @@ GROUPS = {
 }
 # The order they run in: those that need only the small repository first.
 RUN_ORDER = (
-    *("claude", "codex", "gemini", "hydrate", "cli", "service", "forge", "gitlab", "app", "dashboard"),
+    *("claude", "codex", "gemini", "hydrate", "cli", "service", "mcp", "forge", "gitlab", "app", "dashboard"),
     *("leases", "workers"),
     "quota",
     "landlock",

@@ -1,7 +1,9 @@
 """``baton mcp``: an MCP server on stdio whose tools start, follow, answer and cancel turns of a running
 ``baton serve`` (:mod:`baton.service.mcp`), for an MCP client such as Claude Code or Codex to start as
-its child. The service's URL and token come from the environment only: a token in argv would be in
-every process listing. Nothing but the protocol is written to stdout.
+its child: a relay of the client's messages to the service's own ``/mcp``
+(:mod:`baton.service.mcp_stdio`). The service's URL and token come from the environment only: a token in
+argv would be in every process listing. ``baton mcp`` alone is answered by the CLI's fast path, without
+Typer; this command is the same relay (its help).
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ def mcp_cmd() -> None:
     token from `baton tokens create`; its scope applies, each call is audited). docs/mcp.md shows how
     to add it to Claude Code and Codex."""
     # lazy: cold CLI
-    import anyio
+    from baton.service.mcp_stdio import serve
 
-    from baton.service.mcp import from_environment
-
-    server = from_environment(os.environ)
-    anyio.run(server.run_stdio_async)
+    code = serve(os.environ)
+    if code:
+        raise SystemExit(code)

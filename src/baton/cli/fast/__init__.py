@@ -1,5 +1,6 @@
 """The fast path, in one box: ``baton sessions ls``, the command people type most, answered without Typer
-or SQLAlchemy (~0.1 s instead of ~0.5 s; bench/README.md, "Speed code").
+or SQLAlchemy (~0.1 s instead of ~0.5 s; bench/README.md, "Speed code"), and ``baton mcp``, which an MCP
+client waits on before its first request.
 
 It is parsed here by hand and answered from :mod:`baton.cli.fast.lite`, printed by the same
 :mod:`baton.cli.render` functions, so its output is the Typer command's to the byte
@@ -104,4 +105,15 @@ def sessions_ls(args: list[str]) -> int | None:
     return 0
 
 
-FAST: dict[tuple[str, ...], Handler] = {("sessions", "ls"): sessions_ls}
+def mcp(args: list[str]) -> int | None:
+    """``baton mcp`` (no option): the stdio relay to ``baton serve`` (:mod:`baton.service.mcp_stdio`),
+    which an MCP client starts and waits on, before Typer is imported."""
+    if args:
+        return None
+    # lazy: cold CLI
+    from baton.service.mcp_stdio import serve
+
+    return serve()
+
+
+FAST: dict[tuple[str, ...], Handler] = {("sessions", "ls"): sessions_ls, ("mcp",): mcp}

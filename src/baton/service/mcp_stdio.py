@@ -1,0 +1,262 @@
+"""``baton mcp``'s stdio server: each JSON-RPC message the MCP client writes on stdin is posted to ``/mcp``
+of the ``baton serve`` at :data:`URL_ENV` with the token at :data:`TOKEN_ENV`, and what ``/mcp`` answers
+(JSON, or an event stream of progress and the response) is written back on stdout, a line a message. The
+tools are the service's own (:mod:`baton.service.mcp_http`): one request a call, over kept-alive
+connections, and nothing here but the standard library, so the server answers ``initialize`` as soon as
+Python has started. A token the service refuses fails ``initialize``: its error, a line on stderr and
+exit 1, so a client shows the server failed rather than connected. ``notifications/cancelled`` closes
+the cancelled call's connection. Nothing but the protocol is written to stdout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from http.client import HTTPConnection, HTTPException, HTTPResponse
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+from baton.errors import BadInput
+
+URL_ENV, TOKEN_ENV = "BATON_URL", "BATON_TOKEN"
+PATH = "/mcp"
+REFUSED = -32001  # the JSON-RPC error code of a call the service refused (an HTTP status of 400 or more)
+UNREACHABLE = -32002  # ... of a call the service could not be asked
+
+
+def configured(environ: Mapping[str, str]) -> tuple[str, str]:
+    """The service's URL and the token from the environment; BadInput naming what is missing."""
+    url, token = environ.get(URL_ENV, "").strip(), environ.get(TOKEN_ENV, "").strip()
+    missing = [name for name, value in ((URL_ENV, url), (TOKEN_ENV, token)) if not value]
+    if missing:
+        raise BadInput(
+            f"baton mcp talks to a running `baton serve`: set {' and '.join(missing)} "
+            f"({URL_ENV}: its URL, e.g. http://127.0.0.1:8765; "
+            f"{TOKEN_ENV}: a token from `baton tokens create`)"
+        )
+    if not url.startswith(("http://", "https://")):
+        raise BadInput(f"{URL_ENV} must be an http:// or https:// URL, not {url!r}")
+    return url.rstrip("/"), token
+
+
+class Failed(Exception):
+    """A message the service did not answer: its JSON-RPC error ``code`` and words."""
+
+    def __init__(self, code: int, said: str, status: int = 0) -> None:
+        super().__init__(said)
+        self.code, self.status = code, status
+
+
+class Service:
+    """Posts to ``/mcp`` over kept-alive connections: one per message in flight, idle ones reused."""
+
+    def __init__(self, url: str, token: str) -> None:
+        parts = urlsplit(url)
+        self.url, self._parts = url, parts
+        self.path = parts.path.rstrip("/") + PATH
+        self.headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+            "User-Agent": "baton-mcp",
+        }
+        self._idle: list[HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    def _connection(self) -> tuple[HTTPConnection, bool]:
+        """An idle connection (True: it was used before), else a new one."""
+        with self._lock:
+            if self._idle:
+                return self._idle.pop(), True
+        host, port = self._parts.hostname or "", self._parts.port
+        if self._parts.scheme == "https":
+            from http.client import HTTPSConnection  # lazy: ssl only for an https:// service
+
+            return HTTPSConnection(host, port), False
+        return HTTPConnection(host, port), False
+
+    def post(self, body: bytes, connections: list[HTTPConnection]) -> Iterator[bytes]:
+        """The messages ``/mcp`` answers ``body`` with, as they come; Failed for a refusal (its status
+        and words) or a service out of reach. The connection in use is ``connections[0]`` meanwhile
+        (closing it ends the call); it is kept for the next message once its answer was read whole."""
+        while True:
+            connection, reused = self._connection()
+            connections[:] = [connection]
+            try:
+                connection.request("POST", self.path, body, self.headers)
+                response = connection.getresponse()
+                break
+            except (OSError, HTTPException) as exc:
+                connection.close()
+                if not reused:  # else the service closed an idle connection: again on a new one
+                    raise Failed(UNREACHABLE, f"baton serve at {self.url} cannot be reached: {exc}") from None
+        try:
+            yield from _answer(self.url, response)
+        except BaseException:
+            connection.close()
+            raise
+        with self._lock:
+            self._idle.append(connection)
+
+    def close(self) -> None:
+        with self._lock:
+            for connection in self._idle:
+                connection.close()
+            self._idle.clear()
+
+
+def _answer(url: str, response: HTTPResponse) -> Iterator[bytes]:
+    """The JSON-RPC messages of one answer of ``/mcp``: its JSON body, or its events' data."""
+    try:
+        if response.status >= 400:
+            body = response.read()
+            raise Failed(
+                REFUSED, f"baton refused ({response.status}): {_words(body, response)}", response.status
+            )
+        if response.getheader("content-type", "").startswith("text/event-stream"):
+            data: list[bytes] = []
+            for line in iter(response.readline, b""):
+                line = line.rstrip(b"\r\n")
+                if line.startswith(b"data:"):
+                    data.append(line[5:].removeprefix(b" "))
+                elif not line and data:
+                    yield b"\n".join(data)
+                    data = []
+            if data:
+                yield b"\n".join(data)
+        else:
+            body = response.read()
+            if body.strip():
+                yield body
+    except (OSError, HTTPException) as exc:
+        raise Failed(UNREACHABLE, f"baton serve at {url} stopped answering: {exc}") from None
+
+
+def _words(body: bytes, response: HTTPResponse) -> str:
+    """What a refusal says: the API's ``detail``, a JSON-RPC error's message, or its text."""
+    try:
+        said = json.loads(body)
+    except ValueError:
+        return body.decode(errors="replace")[:500] or response.reason
+    if isinstance(said, dict):
+        error = said.get("error")
+        detail = said.get("detail") or (error.get("message") if isinstance(error, dict) else None)
+        if isinstance(detail, str):
+            return detail
+    return body.decode(errors="replace")[:500]
+
+
+class Relay:
+    """Reads the client's messages from ``stdin`` and writes ``/mcp``'s answers to ``stdout``."""
+
+    def __init__(self, service: Service, stdout: IO[bytes], stderr: IO[str]) -> None:
+        self.service, self.stdout, self.stderr = service, stdout, stderr
+        self._write_lock = threading.Lock()
+        self._calls: dict[Any, list[HTTPConnection]] = {}  # request id -> the connection answering it
+        self._cancelled: set[Any] = set()
+
+    def write(self, line: bytes) -> None:
+        if b"\n" in line:  # stdio's framing is a line a message
+            line = json.dumps(json.loads(line), separators=(",", ":")).encode()
+        with self._write_lock:
+            self.stdout.write(line + b"\n")
+            self.stdout.flush()
+
+    def run(self, stdin: IO[bytes]) -> int:
+        """Relay until the client closes stdin (0), or the service refuses ``initialize`` (1)."""
+        try:
+            for line in iter(stdin.readline, b""):
+                if not line.strip():
+                    continue
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    self._error(None, -32700, "Parse error: a line that is not JSON")
+                    continue
+                if not self.handle(message, line.strip()):
+                    return 1
+            return 0
+        finally:
+            self.service.close()
+
+    def handle(self, message: Any, body: bytes) -> bool:
+        """Post one message of the client's; False when it was an ``initialize`` the service refused."""
+        method = message.get("method") if isinstance(message, dict) else None
+        if method == "notifications/cancelled":
+            self._cancel((message.get("params") or {}).get("requestId"))
+            return True
+        if method == "initialize":
+            return self._initialize(message.get("id"), body)
+        request_id = message.get("id") if isinstance(message, dict) and method else None
+        thread = threading.Thread(target=self._exchange, args=(request_id, body), daemon=True)
+        thread.start()
+        return True
+
+    def _initialize(self, request_id: Any, body: bytes) -> bool:
+        """The handshake, answered before anything else is read: a refusal is the server's end."""
+        try:
+            for answer in self.service.post(body, []):
+                self._note_version(answer)
+                self.write(answer)
+        except Failed as exc:
+            if exc.status in (401, 403):
+                said = f"the service at {self.service.url} refused the token ({exc.status}): {exc}"
+            else:
+                said = str(exc)
+            self._error(request_id, exc.code, f"baton mcp: {said}")
+            print(f"baton mcp: {said}", file=self.stderr, flush=True)
+            return False
+        return True
+
+    def _note_version(self, answer: bytes) -> None:
+        """The protocol version ``initialize`` agreed, sent on every later request as the HTTP
+        transport asks (``MCP-Protocol-Version``)."""
+        try:
+            result = json.loads(answer).get("result") or {}
+        except (ValueError, AttributeError):
+            return
+        version = result.get("protocolVersion") if isinstance(result, dict) else None
+        if isinstance(version, str):
+            self.service.headers["MCP-Protocol-Version"] = version
+
+    def _exchange(self, request_id: Any, body: bytes) -> None:
+        """Post one message; write what answers it (nothing for a notification's 202)."""
+        connections: list[HTTPConnection] = []
+        if request_id is not None:
+            self._calls[request_id] = connections
+        try:
+            for answer in self.service.post(body, connections):
+                self.write(answer)
+        except Failed as exc:
+            if request_id is not None and request_id not in self._cancelled:
+                self._error(request_id, exc.code, str(exc))
+        finally:
+            if request_id is not None:
+                self._calls.pop(request_id, None)
+                self._cancelled.discard(request_id)
+
+    def _cancel(self, request_id: Any) -> None:
+        """End a call the client gave up on: its connection closed, no answer written."""
+        connections = self._calls.get(request_id)
+        if not connections:
+            return
+        self._cancelled.add(request_id)
+        sock = connections[0].sock
+        if sock is not None:
+            with contextlib.suppress(OSError):  # it has just ended
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _error(self, request_id: Any, code: int, said: str) -> None:
+        error = {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": said}}
+        self.write(json.dumps(error).encode())
+
+
+def serve(environ: Mapping[str, str] = os.environ) -> int:
+    """``baton mcp``: relay stdin and stdout to the service until the client closes; the exit code."""
+    url, token = configured(environ)
+    return Relay(Service(url, token), sys.stdout.buffer, sys.stderr).run(sys.stdin.buffer)
