@@ -27,13 +27,14 @@ import itertools
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
 import pytest
 import uvicorn
+from starlette.types import ASGIApp
 
 from baton.service.app import create_app
 from baton.service.auth import create_token
@@ -90,9 +91,9 @@ class Service:
 
 
 @contextmanager
-def run_service(settings: Settings) -> Iterator[Service]:
-    """Serve ``create_app(settings)`` with uvicorn in a thread on a socket bound here (no port race);
-    stops it (lifespan shut-down included) on exit."""
+def run_service(settings: Settings, wrap: Callable[[ASGIApp], ASGIApp] | None = None) -> Iterator[Service]:
+    """Serve ``create_app(settings)`` (inside ``wrap``'s middleware, if given) with uvicorn in a thread
+    on a socket bound here (no port race); stops it (lifespan shut-down included) on exit."""
     settings.home.mkdir(parents=True, exist_ok=True)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -101,7 +102,8 @@ def run_service(settings: Settings) -> Iterator[Service]:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+    app: ASGIApp = create_app(settings)
+    config = uvicorn.Config(wrap(app) if wrap else app, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

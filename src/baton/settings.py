@@ -214,6 +214,11 @@ class Settings:
     public_url: str = field(default="", metadata=about(
         "where people reach `baton serve` (`https://baton.example.com`): the forge loop's status comments "
         "link each run's dashboard page under it"))
+    mcp_hosts: str = field(default="", metadata=about(
+        "`HOST[:PORT]`, comma-separated: the names clients reach `baton serve`'s `/mcp` by, besides the "
+        "address it is reached at (and the loopback names there) and `public_url`'s; a request whose `Host` "
+        "or `Origin` names another is refused ([mcp.md](mcp.md#over-http-mcp-of-baton-serve))",
+        kind="names"))
     store_url: str = field(default="", metadata=about(
         "the store; `postgresql+psycopg://...` for many machines (the `postgres` extra)",
         default="`sqlite:///$BATON_HOME/baton.db`"))
@@ -396,6 +401,15 @@ class Settings:
                 raise BadInput(f"setting agent_env names {name!r}: baton's own variables never reach agents")
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
                 raise BadInput(f"setting agent_env names {name!r}, which is no environment variable name")
+        return names
+
+    @property
+    def mcp_host_names(self) -> tuple[str, ...]:
+        """The names of ``mcp_hosts`` (comma-separated); BadInput for one that is no ``HOST[:PORT]``."""
+        names = tuple(w.strip().lower() for w in self.mcp_hosts.split(",") if w.strip())
+        for name in names:
+            if not re.fullmatch(r"(\[[0-9a-f:.]+\]|[a-z0-9_.-]+)(:[0-9]{1,5})?", name):
+                raise BadInput(f"setting mcp_hosts names {name!r}, which is no HOST or HOST:PORT")
         return names
 
     @property
