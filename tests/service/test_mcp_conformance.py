@@ -1,17 +1,17 @@
-"""``/mcp`` of ``baton serve`` against the official MCP conformance suite (``@modelcontextprotocol/conformance``,
-pinned in package.json and installed by ``make setup``): the server scenarios that apply to baton's tools
-— the handshake, ping, listing tools, resources and prompts, an unknown tool's error, several event
-streams at once, and DNS-rebinding protection (a foreign ``Host``/``Origin`` refused, the loopback names
-accepted). The suite sends no token, so each request is given one on the way in (an ASGI wrapper); the
-scenarios that need the suite's own test tools, prompts and resources do not apply. A missing suite
-fails the test: ``make setup`` installs it."""
+"""``/mcp`` of ``baton serve`` against the official MCP conformance suite
+(``@modelcontextprotocol/conformance``, pinned in package.json and installed by ``make setup``): the
+server scenarios that apply to baton's tools — the handshake, ping, listing tools, resources and prompts,
+an unknown tool's error, several event streams at once, and DNS-rebinding protection (a foreign
+``Host``/``Origin`` refused, the loopback names accepted). The suite sends no token, so each request is
+given one on the way in (an ASGI wrapper); the scenarios that need the suite's own test tools, prompts
+and resources do not apply. A missing suite fails the test: ``make setup`` installs it."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -73,9 +73,10 @@ def test_the_conformance_scenario_passes(
     store.close()
     with run_service(settings, with_token(token)) as service:
         port = service.url.rsplit(":", 1)[1]
+        url = f"http://localhost:{port}/mcp"
+        baseline = ["--expected-failures", str(EXPECTED), "--output-dir", str(tmp_path)]
         done = subprocess.run(
-            [str(suite), "server", "--url", f"http://localhost:{port}/mcp", "--scenario", scenario]
-            + ["--expected-failures", str(EXPECTED), "--output-dir", str(tmp_path)],
+            [str(suite), "server", "--url", url, "--scenario", scenario, *baseline],
             capture_output=True,
             text=True,
             timeout=120,
