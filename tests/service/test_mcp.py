@@ -3,11 +3,14 @@ calling a real ``baton serve`` (uvicorn, in this process) that runs the fake age
 comes back as a handle while it runs and is followed to its end by another client, the first gone; a
 question (needs_input) answered through the tool resumes the same session; a read-scope token lists but
 is refused a turn; hostile arguments are refused by the API's own rules with a clear message and nothing
-submitted; without its environment the command says what to set."""
+submitted; without its environment the command says what to set; a token the service refuses fails the
+handshake."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -179,3 +182,23 @@ def test_without_its_environment_the_command_says_what_to_set(
     assert done.stdout == ""  # stdout is the protocol's
     bad = cli("mcp", env={"BATON_URL": "file:///etc/passwd", "BATON_TOKEN": "x"})
     assert bad.returncode == 2 and "http://" in bad.stderr
+
+
+def test_a_token_the_service_refuses_fails_the_handshake(fake_service: Service) -> None:
+    """Not a server that looks connected until every call is refused: ``initialize`` fails with the
+    service's reason, said on stderr too, and the command exits 1."""
+    hello = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18"}}
+    for token in (fake_service.revoked_token("run"), "not-a-token"):
+        done = subprocess.run(
+            [*BATON, "mcp"],
+            env=mcp_env(fake_service, token),
+            input=json.dumps(hello).encode() + b"\n",
+            capture_output=True,
+            timeout=60,
+        )
+        said = (
+            f"baton mcp: the service at {fake_service.url} refused the token (401): unknown or revoked token"
+        )
+        assert done.returncode == 1 and said in done.stderr.decode(), done.stderr
+        answer = json.loads(done.stdout)
+        assert answer["id"] == 1 and answer["error"]["message"] == said, answer

@@ -16,8 +16,9 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
-from http.client import HTTPConnection, HTTPException, HTTPResponse
+from http.client import HTTPConnection, HTTPException, HTTPResponse, RemoteDisconnected
 from typing import IO, Any
 from urllib.parse import urlsplit
 
@@ -27,6 +28,7 @@ URL_ENV, TOKEN_ENV = "BATON_URL", "BATON_TOKEN"
 PATH = "/mcp"
 REFUSED = -32001  # the JSON-RPC error code of a call the service refused (an HTTP status of 400 or more)
 UNREACHABLE = -32002  # ... of a call the service could not be asked
+IDLE_MAX = 4.0  # seconds a connection is kept idle (uvicorn closes one idle for 5)
 
 
 def configured(environ: Mapping[str, str]) -> tuple[str, str]:
@@ -45,11 +47,12 @@ def configured(environ: Mapping[str, str]) -> tuple[str, str]:
 
 
 class Failed(Exception):
-    """A message the service did not answer: its JSON-RPC error ``code`` and words."""
+    """A message the service did not answer: its JSON-RPC error ``code``, the HTTP ``status`` of a
+    refusal and the service's ``words``."""
 
-    def __init__(self, code: int, said: str, status: int = 0) -> None:
+    def __init__(self, code: int, said: str, status: int = 0, words: str = "") -> None:
         super().__init__(said)
-        self.code, self.status = code, status
+        self.code, self.status, self.words = code, status, words
 
 
 class Service:
@@ -65,14 +68,18 @@ class Service:
             "Accept": "application/json, text/event-stream",
             "User-Agent": "baton-mcp",
         }
-        self._idle: list[HTTPConnection] = []
+        self._idle: list[tuple[HTTPConnection, float]] = []  # and since when it is idle
         self._lock = threading.Lock()
 
     def _connection(self) -> tuple[HTTPConnection, bool]:
-        """An idle connection (True: it was used before), else a new one."""
+        """An idle connection (True: it was used before) the service has not yet given up on, else a
+        new one."""
         with self._lock:
-            if self._idle:
-                return self._idle.pop(), True
+            while self._idle:
+                connection, since = self._idle.pop()
+                if time.monotonic() - since < IDLE_MAX:
+                    return connection, True
+                connection.close()
         host, port = self._parts.hostname or "", self._parts.port
         if self._parts.scheme == "https":
             from http.client import HTTPSConnection  # lazy: ssl only for an https:// service
@@ -93,19 +100,28 @@ class Service:
                 break
             except (OSError, HTTPException) as exc:
                 connection.close()
-                if not reused:  # else the service closed an idle connection: again on a new one
+                # a kept-alive connection the service closed before it read the message: sent again
+                if not (
+                    reused and isinstance(exc, ConnectionResetError | BrokenPipeError | RemoteDisconnected)
+                ):
                     raise Failed(UNREACHABLE, f"baton serve at {self.url} cannot be reached: {exc}") from None
+        last = None  # held back until the connection is free: the client's next message may take it
         try:
-            yield from _answer(self.url, response)
+            for message in _answer(self.url, response):
+                if last is not None:
+                    yield last
+                last = message
         except BaseException:
             connection.close()
             raise
         with self._lock:
-            self._idle.append(connection)
+            self._idle.append((connection, time.monotonic()))
+        if last is not None:
+            yield last
 
     def close(self) -> None:
         with self._lock:
-            for connection in self._idle:
+            for connection, _ in self._idle:
                 connection.close()
             self._idle.clear()
 
@@ -114,10 +130,8 @@ def _answer(url: str, response: HTTPResponse) -> Iterator[bytes]:
     """The JSON-RPC messages of one answer of ``/mcp``: its JSON body, or its events' data."""
     try:
         if response.status >= 400:
-            body = response.read()
-            raise Failed(
-                REFUSED, f"baton refused ({response.status}): {_words(body, response)}", response.status
-            )
+            words = _words(response.read(), response)
+            raise Failed(REFUSED, f"baton refused ({response.status}): {words}", response.status, words)
         if response.getheader("content-type", "").startswith("text/event-stream"):
             data: list[bytes] = []
             for line in iter(response.readline, b""):
@@ -129,6 +143,7 @@ def _answer(url: str, response: HTTPResponse) -> Iterator[bytes]:
                     data = []
             if data:
                 yield b"\n".join(data)
+            response.read()  # the end of the answer: the connection is free for the next message
         else:
             body = response.read()
             if body.strip():
@@ -192,8 +207,10 @@ class Relay:
             return True
         if method == "initialize":
             return self._initialize(message.get("id"), body)
-        request_id = message.get("id") if isinstance(message, dict) and method else None
-        thread = threading.Thread(target=self._exchange, args=(request_id, body), daemon=True)
+        if not method or "id" not in message:  # a notification (202), in the client's order
+            self._exchange(None, body)
+            return True
+        thread = threading.Thread(target=self._exchange, args=(message["id"], body), daemon=True)
         thread.start()
         return True
 
@@ -205,7 +222,7 @@ class Relay:
                 self.write(answer)
         except Failed as exc:
             if exc.status in (401, 403):
-                said = f"the service at {self.service.url} refused the token ({exc.status}): {exc}"
+                said = f"the service at {self.service.url} refused the token ({exc.status}): {exc.words}"
             else:
                 said = str(exc)
             self._error(request_id, exc.code, f"baton mcp: {said}")
