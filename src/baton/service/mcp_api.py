@@ -54,16 +54,18 @@ class Api:
         self._token = token
         self._transport = transport
         self._events = events
+        self._shared: httpx.AsyncClient | None = None
 
     def authorization(self, request: Any) -> str:
         """The header the calls answering ``request`` (the MCP message's HTTP request) carry."""
         return f"Bearer {self._token}" if self._token is not None else bearer(request)
 
-    def _client(self, request: Any, timeout: float | None) -> httpx.AsyncClient:
-        headers = {"Authorization": self.authorization(request)}
-        return httpx.AsyncClient(
-            base_url=self.url, headers=headers, timeout=timeout, transport=self._transport
-        )
+    def _http(self) -> httpx.AsyncClient:
+        """The one client of this server's calls (each carries its own ``Authorization``): a client
+        made per call cost more than the call itself (its transports, SSL context, proxy map)."""
+        if self._shared is None:
+            self._shared = httpx.AsyncClient(base_url=self.url, transport=self._transport)
+        return self._shared
 
     async def call(
         self,
@@ -76,9 +78,11 @@ class Api:
         timeout: float = 30.0,
     ) -> dict[str, Any]:
         """The API's JSON answer; a ToolError for a refusal or a service out of reach."""
+        headers = {"Authorization": self.authorization(request)}
         try:
-            async with self._client(request, timeout) as http:
-                response = await http.request(method, path, params=params, json=body)
+            response = await self._http().request(
+                method, path, params=params, json=body, headers=headers, timeout=timeout
+            )
         except httpx.HTTPError as exc:
             raise ToolError(
                 f"baton serve at {self.url} cannot be reached: {type(exc).__name__}: {exc}"
@@ -104,10 +108,10 @@ class Api:
             async for item in self._events(run_id, 0):
                 yield item
             return
-        async with (
-            self._client(request, None) as http,
-            http.stream("GET", f"/v1/runs/{run_id}/events") as response,
-        ):
+        headers = {"Authorization": self.authorization(request)}
+        async with self._http().stream(
+            "GET", f"/v1/runs/{run_id}/events", headers=headers, timeout=None
+        ) as response:
             if response.status_code >= 400:
                 return
             kind, data = "", ""
