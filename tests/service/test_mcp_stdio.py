@@ -30,7 +30,7 @@ class Seen:
     """What the stand-in ``/mcp`` was sent: each request's client port, headers and message."""
 
     posts: list[tuple[int, dict[str, str], dict[str, Any]]] = field(default_factory=list)
-    refuse: bool = False
+    refusal: tuple[int, bytes] | None = None  # the status and body every request is answered with
     release: threading.Event = field(default_factory=threading.Event)
 
 
@@ -44,8 +44,8 @@ def handler(seen: Seen) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             message = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.posts.append((self.client_address[1], dict(self.headers.items()), message))
-            if seen.refuse:
-                return self.answer(401, "application/json", b'{"detail":"unknown or revoked token"}')
+            if seen.refusal is not None:
+                return self.answer(seen.refusal[0], "text/plain", seen.refusal[1])
             if "id" not in message:
                 return self.answer(202, "application/json", b"")
             if message["method"] == "initialize":
@@ -148,7 +148,7 @@ def test_each_message_is_one_post_over_one_kept_alive_connection() -> None:
 
 def test_a_refused_token_fails_initialize_with_the_services_words() -> None:
     with stand_in() as (url, seen):
-        seen.refuse = True
+        seen.refusal = (401, b'{"detail":"unknown or revoked token"}')
         process = start(url, "wrong")
         send(process, HELLO)
         answer = read(process.stdout)
@@ -157,6 +157,18 @@ def test_a_refused_token_fails_initialize_with_the_services_words() -> None:
     assert answer["id"] == 0 and answer["error"]["message"] == said, answer
     assert process.returncode == 1 and out == b""
     assert said in err.decode()
+
+
+def test_a_name_the_service_does_not_answer_to_fails_initialize_saying_where_to_add_it() -> None:
+    with stand_in() as (url, seen):
+        seen.refusal = (421, b"Invalid Host header")
+        process = start(url)
+        send(process, HELLO)
+        answer = read(process.stdout)
+        _, err = process.communicate(timeout=30)
+    said = f"the service at {url} is not known by that name (421): Invalid Host header; name it in"
+    assert said in answer["error"]["message"] and "BATON_MCP_HOSTS" in answer["error"]["message"], answer
+    assert process.returncode == 1 and said in err.decode()
 
 
 def test_a_service_out_of_reach_fails_initialize() -> None:

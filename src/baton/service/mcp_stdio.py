@@ -22,8 +22,6 @@ from http.client import HTTPConnection, HTTPException, HTTPResponse, RemoteDisco
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from baton.errors import BadInput
-
 URL_ENV, TOKEN_ENV = "BATON_URL", "BATON_TOKEN"
 PATH = "/mcp"
 REFUSED = -32001  # the JSON-RPC error code of a call the service refused (an HTTP status of 400 or more)
@@ -35,14 +33,19 @@ def configured(environ: Mapping[str, str]) -> tuple[str, str]:
     """The service's URL and the token from the environment; BadInput naming what is missing."""
     url, token = environ.get(URL_ENV, "").strip(), environ.get(TOKEN_ENV, "").strip()
     missing = [name for name, value in ((URL_ENV, url), (TOKEN_ENV, token)) if not value]
+    wrong = ""
     if missing:
-        raise BadInput(
+        wrong = (
             f"baton mcp talks to a running `baton serve`: set {' and '.join(missing)} "
             f"({URL_ENV}: its URL, e.g. http://127.0.0.1:8765; "
             f"{TOKEN_ENV}: a token from `baton tokens create`)"
         )
-    if not url.startswith(("http://", "https://")):
-        raise BadInput(f"{URL_ENV} must be an http:// or https:// URL, not {url!r}")
+    elif not url.startswith(("http://", "https://")):
+        wrong = f"{URL_ENV} must be an http:// or https:// URL, not {url!r}"
+    if wrong:
+        from baton.errors import BadInput  # lazy: its models are ~40 % of the relay's imports
+
+        raise BadInput(wrong)
     return url.rstrip("/"), token
 
 
@@ -223,6 +226,11 @@ class Relay:
         except Failed as exc:
             if exc.status in (401, 403):
                 said = f"the service at {self.service.url} refused the token ({exc.status}): {exc.words}"
+            elif exc.status == 421:  # /mcp's Host check (mcp_http)
+                said = (
+                    f"the service at {self.service.url} is not known by that name (421): {exc.words}; "
+                    "name it in the service's BATON_MCP_HOSTS"
+                )
             else:
                 said = str(exc)
             self._error(request_id, exc.code, f"baton mcp: {said}")
