@@ -2,7 +2,8 @@
 # `make test-fast` is the inner loop (see below).
 # Both set up everything they need on a fresh machine: a virtualenv with baton, its test tools and the
 # real agent CLIs: Claude Code (bundled in the claude-agent-sdk wheel), and the pinned Codex and
-# Gemini CLIs from npm (package-lock.json), linked into the virtualenv's bin so baton finds them; and
+# Gemini CLIs from npm (package-lock.json), linked into the virtualenv's bin so baton finds them (npm
+# also brings the test tools pinned there, the MCP conformance suite among them); and
 # Debian's Chromium, which the dashboard's browser tests drive through Playwright (never
 # `playwright install`: it downloads a browser, and the machine may be offline).
 VENV ?= .venv
