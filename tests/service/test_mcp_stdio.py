@@ -1,8 +1,9 @@
 """``baton mcp``'s relay (:mod:`baton.service.mcp_stdio`) against a stand-in ``/mcp``: it starts without the
 MCP SDK, httpx, Typer or pydantic; each message is one POST over one kept-alive connection, its JSON or
-event-stream answer written back a line a message, with the token and the agreed protocol version; a
-refused token fails ``initialize`` with the service's words, on stderr too, and exit 1; a service out
-of reach fails it as well; a cancelled call's connection is closed and nothing answers it."""
+event-stream answer written back a line a message (progress as it comes), with the token and the agreed
+protocol version; a refused token fails ``initialize`` with the service's words, on stderr too, and exit
+1; a service out of reach fails it as well; a cancelled call's connection is closed and nothing answers
+it."""
 
 from __future__ import annotations
 
@@ -34,39 +35,56 @@ class Seen:
     release: threading.Event = field(default_factory=threading.Event)
 
 
+class Mcp(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+    seen: Seen
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        message = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.seen.posts.append((self.client_address[1], dict(self.headers.items()), message))
+        if self.seen.refusal is not None:
+            return self.answer(self.seen.refusal[0], "text/plain", self.seen.refusal[1])
+        if "id" not in message:
+            return self.answer(202, "application/json", b"")
+        if message["method"] == "initialize":
+            result = {"protocolVersion": VERSION, "capabilities": {}, "serverInfo": {"name": "x"}}
+            body = json.dumps({"jsonrpc": "2.0", "id": message["id"], "result": result}).encode()
+            return self.answer(200, "application/json", body)
+        if message["params"]["name"] == "slow":
+            self.seen.release.wait(30)
+        progress = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}}
+        done = {"jsonrpc": "2.0", "id": message["id"], "result": {"content": []}}
+        if message["params"]["name"] == "streaming":  # progress now, the answer once released
+            return self.stream([progress, done])
+        events = "".join(f"event: message\ndata: {json.dumps(m)}\n\n" for m in (progress, done))
+        self.answer(200, "text/event-stream", events.encode())
+
+    def stream(self, messages: list[dict[str, Any]]) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for i, message in enumerate(messages):
+            if i:
+                self.seen.release.wait(30)
+            event = f"event: message\ndata: {json.dumps(message)}\n\n".encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+
+    def answer(self, status: int, kind: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
 def handler(seen: Seen) -> type[BaseHTTPRequestHandler]:
-    class Mcp(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            message = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.posts.append((self.client_address[1], dict(self.headers.items()), message))
-            if seen.refusal is not None:
-                return self.answer(seen.refusal[0], "text/plain", seen.refusal[1])
-            if "id" not in message:
-                return self.answer(202, "application/json", b"")
-            if message["method"] == "initialize":
-                result = {"protocolVersion": VERSION, "capabilities": {}, "serverInfo": {"name": "x"}}
-                body = json.dumps({"jsonrpc": "2.0", "id": message["id"], "result": result}).encode()
-                return self.answer(200, "application/json", body)
-            if message["params"]["name"] == "slow":
-                seen.release.wait(30)
-            progress = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}}
-            done = {"jsonrpc": "2.0", "id": message["id"], "result": {"content": []}}
-            events = "".join(f"event: message\ndata: {json.dumps(m)}\n\n" for m in (progress, done))
-            self.answer(200, "text/event-stream", events.encode())
-
-        def answer(self, status: int, kind: str, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    return Mcp
+    return type("BoundMcp", (Mcp,), {"seen": seen})
 
 
 @contextmanager
@@ -144,6 +162,19 @@ def test_each_message_is_one_post_over_one_kept_alive_connection() -> None:
     assert len({port for port, _, _ in seen.posts}) == 1  # one connection, kept alive
     assert all(headers["Authorization"] == "Bearer tok" for _, headers, _ in seen.posts)
     assert [headers.get("MCP-Protocol-Version") for _, headers, _ in seen.posts] == [None, *[VERSION] * 3]
+
+
+def test_progress_is_written_as_it_comes_before_the_answer() -> None:
+    with stand_in() as (url, seen):
+        process = start(url)
+        send(process, HELLO)
+        read(process.stdout)
+        send(process, call(3, "streaming"))
+        assert read(process.stdout)["method"] == "notifications/progress"  # the answer still held
+        seen.release.set()
+        assert read(process.stdout) == {"jsonrpc": "2.0", "id": 3, "result": {"content": []}}
+        process.communicate(b"", timeout=30)
+    assert process.returncode == 0
 
 
 def test_a_refused_token_fails_initialize_with_the_services_words() -> None:

@@ -108,19 +108,21 @@ class Service:
                     reused and isinstance(exc, ConnectionResetError | BrokenPipeError | RemoteDisconnected)
                 ):
                     raise Failed(UNREACHABLE, f"baton serve at {self.url} cannot be reached: {exc}") from None
-        last = None  # held back until the connection is free: the client's next message may take it
+        answers: list[
+            bytes
+        ] = []  # held back until the connection is free: the client's next call may take it
         try:
             for message in _answer(self.url, response):
-                if last is not None:
-                    yield last
-                last = message
+                if _is_answer(message):
+                    answers.append(message)
+                else:  # a notification (progress): at once
+                    yield message
         except BaseException:
             connection.close()
             raise
         with self._lock:
             self._idle.append((connection, time.monotonic()))
-        if last is not None:
-            yield last
+        yield from answers
 
     def close(self) -> None:
         with self._lock:
@@ -153,6 +155,15 @@ def _answer(url: str, response: HTTPResponse) -> Iterator[bytes]:
                 yield body
     except (OSError, HTTPException) as exc:
         raise Failed(UNREACHABLE, f"baton serve at {url} stopped answering: {exc}") from None
+
+
+def _is_answer(message: bytes) -> bool:
+    """Whether a message is a response (no ``method``), which ends a call's stream."""
+    try:
+        parsed = json.loads(message)
+    except ValueError:
+        return True
+    return not (isinstance(parsed, dict) and "method" in parsed)
 
 
 def _words(body: bytes, response: HTTPResponse) -> str:
@@ -206,7 +217,8 @@ class Relay:
         """Post one message of the client's; False when it was an ``initialize`` the service refused."""
         method = message.get("method") if isinstance(message, dict) else None
         if method == "notifications/cancelled":
-            self._cancel((message.get("params") or {}).get("requestId"))
+            params = message.get("params")
+            self._cancel(params.get("requestId") if isinstance(params, dict) else None)
             return True
         if method == "initialize":
             return self._initialize(message.get("id"), body)
