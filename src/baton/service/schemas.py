@@ -15,6 +15,7 @@ from baton.caps.model import MAXIMA, Measure
 from baton.runner.request import Doc, RequestField, RunJson, RunRequest, request_fields
 from baton.runner.resolve import MAX_CPU, MAX_PIDS, MAX_RETRIES, MAX_SECONDS
 from baton.service import fields as rule
+from baton.settings import SIZE_PATTERN
 
 # What an option of a run takes beyond its type, checked (or, for repo, stated) as the runner checks it;
 # an option not named here takes any value of its type (an enum: its members).
@@ -38,7 +39,7 @@ RULES: dict[str, Any] = {
     "timeout": Annotated[float, Strict(), Field(gt=0, le=int(MAX_SECONDS))],
     "retries": Annotated[int, Strict(), Field(ge=0, le=MAX_RETRIES), rule.INTEGRAL],
     # a size as the settings take it (settings.parse_size): 1073741824, 512M, 4G, 1.5GiB; 0: no limit
-    "memory": Annotated[str, Field(pattern=r"^\s*\d+(\.\d+)?\s*[KMGTkmgt]?([iI]?[bB])?\s*$", max_length=32)],
+    "memory": Annotated[str, Field(pattern=SIZE_PATTERN, max_length=32)],
     "pids": Annotated[int, Strict(), Field(ge=0, le=MAX_PIDS), rule.INTEGRAL],
     # an egress allow-list as the setting takes it (baton.allowlist): presets and hosts, comma-separated
     "egress": Annotated[str, Field(pattern=r"^[A-Za-z0-9.*:, -]+$", min_length=1, max_length=4096)],
