@@ -12,7 +12,7 @@ import typer
 from baton.cli.common import JsonOpt, cli_store
 from baton.cli.options import request_command
 from baton.cli.run import execute
-from baton.runner.request import RunRequest
+from baton.runner.request import Option, RunRequest
 
 # What an answer cannot choose: it resumes the thread's own conversation in its worktree (no other mode,
 # no fork, handoff or new branch, no first prompt's context), and the question it answers is the
@@ -20,10 +20,13 @@ from baton.runner.request import RunRequest
 NOT_AN_ANSWERS = ("mode", "branch", "base", "context", "fork_from", "answers", "base_thread", "handoff_from")
 
 
-@request_command(omit=NOT_AN_ANSWERS)
+ANSWER = Option("the answer to the thread's question", from_file="read the answer from a file")
+
+
+@request_command(omit=NOT_AN_ANSWERS, says={"prompt": ANSWER})
 def answer_cmd(request: RunRequest, as_json: JsonOpt = False) -> None:
-    """Answer the question a thread waits on (the instruction is the answer) and run the turn that
-    resumes its conversation with it; exit 2 when the thread waits on no question."""
+    """Answer the question a thread waits on and run the turn that resumes its conversation with it;
+    exit 2 when the thread waits on no question."""
     # lazy: cold CLI
     from baton.asking.pending import answering
     from baton.forge.answered import answered_elsewhere
