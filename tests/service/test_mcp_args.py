@@ -70,6 +70,7 @@ def test_arguments_are_refused_by_name_in_the_apis_words(service: Service, src_r
 def test_start_turn_takes_the_options_of_a_run(service: Service, src_repo: Path) -> None:
     key = {"agent": "fake", "repo": str(src_repo), "thread": "issue-o"}
     options = {"access": "read", "timeout": 30, "setup": "true", "egress": "none", "max_usd": 5}
+    options["context"] = '{"issue": 42}'  # text that reads as JSON stays text
     started, refused = calls(
         service,
         service.token("run"),
@@ -127,7 +128,7 @@ def test_money_reads_as_baton_budget_shows_it(service: Service, src_repo: Path) 
     caps = {c["measure"]: c for c in (second.structured_content or {})["caps"]}
     usd = caps["usd"]
     # 0.1 + 0.2 is 0.30000000000000004 as a float
-    assert (usd["raised"], usd["spent"], usd["limit"]) == ("$0.30", "$0.00", "$0.30"), caps
+    assert (usd["cap"], usd["raised"], usd["spent"]) == ("none", "$0.30", "$0.00"), caps
     assert caps["turns"]["raised"] == "3 turns", caps
     assert "0000000" not in text(second)
 

@@ -5,8 +5,8 @@ thread's summary and diff as resources (:mod:`baton.service.mcp_resources`). A c
 HTTP API does not: the token's scope applies unchanged (``read`` lists and reads, ``run`` starts, answers
 and cancels, ``admin`` raises a budget), every call is audited (:mod:`baton.service.mcp_audit`), and a
 turn runs in the service, so it outlives this process and is found again by its run id. Arguments are
-checked by the API's own field rules before anything is sent; a refusal comes back as a tool error in
-the service's words, never a traceback.
+checked as strictly as the API checks a body, by its own field rules, before anything is sent
+(:mod:`baton.service.mcp_args`); a refusal comes back as a tool error in the service's words.
 """
 
 from __future__ import annotations

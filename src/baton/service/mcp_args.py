@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from pydantic import Field, ValidationError, create_model
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
@@ -68,6 +69,15 @@ def refusal(exc: ValidationError) -> str:
     )
 
 
+class Verbatim(FuncMetadata):
+    """A tool's arguments taken as sent: the SDK reads JSON out of a string given for an argument not
+    typed ``str`` (a client that sends a list as text), and baton has no list or object argument, but a
+    text one (a task's context, a setup command) may look like JSON and must stay text."""
+
+    def pre_parse_json(self, data: dict[str, Any]) -> dict[str, Any]:
+        return data
+
+
 class CheckedTool(Tool):
     """A tool whose arguments are checked before it runs, a refusal said in baton's words."""
 
@@ -82,11 +92,13 @@ class CheckedTool(Tool):
 
 
 def checked(fn: Callable[..., Any]) -> Tool:
-    """The tool of ``fn`` (its name, its docstring, its arguments), closed to unknown arguments."""
+    """The tool of ``fn`` (its name, its docstring, its arguments), closed to unknown arguments and
+    taking them as sent."""
     tool = CheckedTool.from_function(fn)
     model = tool.fn_metadata.arg_model
     closed = create_model(model.__name__, __base__=model, __cls_kwargs__={"extra": "forbid"})
-    tool.fn_metadata.arg_model = closed
+    given = {name: getattr(tool.fn_metadata, name) for name in FuncMetadata.model_fields}
+    tool.fn_metadata = Verbatim(**{**given, "arg_model": closed})
     tool.parameters = closed.model_json_schema(by_alias=True, schema_generator=Compact)
     if tool.fn_metadata.output_schema is not None:
         tool.fn_metadata.output_schema.pop("title", None)  # pydantic's name of a class
