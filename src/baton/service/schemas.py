@@ -60,16 +60,22 @@ def body_model(name: str, doc: str, schema: type[RunRequest] = RunRequest) -> ty
     with the rules between options (``allOf``). Pydantic checks the types and the single fields' rules,
     once: the route builds the request from the validated body, and the runner's check refuses the rest
     in the same words as on the command line."""
-    fields: dict[str, Any] = {
-        f.name: (_ruled(f), Field(... if f.required else f.default, description=f.option.description))
-        for f in request_fields(schema, queued=True)
-    }
+    fields: dict[str, Any] = dict(run_fields(schema))
 
     def between(stated: dict[str, Any]) -> None:  # read when the schema is generated, as Agent's enum
         stated["allOf"] = rule.run_rules(list(AGENTS))
 
     config = ConfigDict(extra="forbid", json_schema_extra=between)
     return create_model(name, __config__=config, __doc__=doc, **fields)
+
+
+def run_fields(schema: type[RunRequest] = RunRequest) -> dict[str, tuple[Any, Any]]:
+    """The fields of a queued run's body, each ``(type with its rule, Field)``: its default and
+    description; also the options of the MCP tool ``start_turn`` (:mod:`baton.service.mcp_args`)."""
+    return {
+        f.name: (_ruled(f), Field(... if f.required else f.default, description=f.option.description))
+        for f in request_fields(schema, queued=True)
+    }
 
 
 def _ruled(f: RequestField) -> Any:
