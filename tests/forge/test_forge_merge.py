@@ -376,7 +376,7 @@ def test_an_event_waiting_for_its_turn_holds_the_policy_back_and_is_started(
 
 
 def test_readiness_rules_read_the_latest_word_of_each_reviewer() -> None:
-    def pull(*reviews: Review, checks: tuple[CheckState, ...] = ()) -> PullState:
+    def pull(*reviews: Review, checks: tuple[CheckState, ...] = (CheckState("ci", GREEN),)) -> PullState:
         return PullState(7, True, True, HEAD, "main", reviews, checks, None)
 
     def anyone(actor: Actor) -> bool:
@@ -398,6 +398,21 @@ def test_readiness_rules_read_the_latest_word_of_each_reviewer() -> None:
     assert "failing:" in str(not_ready(pull(approval("bob", HEAD), checks=hostile), anyone))
     closed = replace(pull(approval("bob", HEAD)), open=False)
     assert not_ready(closed, anyone) == "the pull request is not open"
+
+
+def test_a_head_no_check_has_reported_on_waits_unless_the_repository_has_no_ci() -> None:
+    """An approval may land on a new head before CI has started there: no check run or status on the
+    head is waiting, not green — unless the repository says it has no CI (``checks = "none"``)."""
+    bare = PullState(7, True, True, HEAD, "main", (approval("bob", HEAD),), (), None)
+    assert not_ready(bare, lambda _who: True) == (
+        "waiting for the checks: none has reported on the head c0ffee000000 yet"
+    )
+    assert not_ready(bare, lambda _who: True, ci=False) is None
+    # without CI a check that does report still counts, and a required one is still waited for
+    running = replace(bare, checks=(CheckState("lint", PENDING),))
+    assert not_ready(running, lambda _who: True, ci=False) == "waiting for the check lint"
+    required = replace(bare, required=("build",))
+    assert not_ready(required, lambda _who: True, ci=False) == "waiting for the required check build"
 
 
 # -- what a webhook's approval or green check is read into ------------------------------------------------
