@@ -25,7 +25,7 @@ from baton.errors import BatonError, BranchBusy, BranchConflict, Busy, GitError
 from baton.fleet import orphans
 from baton.fleet.execute import AFTER_JOB
 from baton.fleet.executor import make_executor
-from baton.forge import answers, dispatch, gitauth, merge, merging, pushed, replies, setupfail
+from baton.forge import answers, dispatch, gitauth, merge, merging, pushed, refusal, replies, setupfail
 from baton.forge.config import ForgeSettings, Reply
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import ForgeError, ForgeEvent, ForgeKind
@@ -353,20 +353,16 @@ def _commit_and_push(
             loop.forge(binding.forge),
             binding.repo,
             env,
-            lambda push_env: run_git(
-                [*SAFE_GIT, "push", "--porcelain", binding.repo_url, f"{head}:refs/heads/{branch}"],
-                cwd=workdirs.cache_path(key.repo),
-                env=push_env,
-            ),
+            partial(refusal.push, cache, binding.repo_url, head, branch),
         )
     except GitError as exc:
         theirs = _pushed_before(loop, binding, wt, cache, branch, head, env) if again else None
         if theirs is None:
-            words = redact(str(exc))
-            loop.store.audit(
-                "forge.push_refused", binding.conversation, "baton", {"branch": branch, "error": words}
-            )
-            return {"pushed": False, "committed": committed, "refused": words, "branch": branch, "head": head}
+            refused = refusal.Refusal.of(exc, branch)
+            detail = {"branch": branch, "error": refused.said, "git": refused.git}
+            loop.store.audit("forge.push_refused", binding.conversation, "baton", detail)
+            said = {"refused": refused.said, "git": refused.git}
+            return {"pushed": False, "committed": committed, **said, "branch": branch, "head": head}
         head = theirs
     stat = _diffstat(wt, env, binding.head_sha or start, head)
     binding.head_sha, binding.branch = head, branch
@@ -606,6 +602,7 @@ def status_text(
         lines.append(f"- error: {job.error[:500]}")
     if public_url:
         lines.append(f"- [the run on the dashboard]({public_url.rstrip('/')}/runs/{job.id})")
+    lines += refusal.folded(str(result.get("git") or ""))  # a refused push: git's own lines, whole
     return "\n".join(lines) + "\n"
 
 
@@ -616,7 +613,7 @@ def _pushed(result: dict[str, Any]) -> list[str]:
         lines = [f"- pushed `{head}` to `{branch}` {result.get('changes', '')}"]
         return lines + ([f"- {result['scrubbed']}"] if result.get("scrubbed") else [])
     if result.get("refused"):
-        return [f"- the push was refused: {result['refused'][:500]} (the work is kept in baton's worktree)"]
+        return [f"- the push was refused: {result['refused'][:500]}"]
     if result.get("conflict"):
         return [
             f"- conflict markers are left in {result['conflict']}."
