@@ -49,7 +49,7 @@ def _tell_forge(agent: str, repo: str, thread: str, conversation: str) -> None:
     with cli_store() as (settings, store):
         said = ran_elsewhere(settings, store, agent, repo, thread)
     if said is not None and said.startswith("failed"):
-        err().print(esc(f"{conversation}: its status comment was not edited ({said}); its next turn will"))
+        err().print(esc(f"{conversation}: its status comment was not edited ({said}); its next turn does"))
 
 
 def _who() -> str:

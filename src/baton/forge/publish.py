@@ -184,7 +184,8 @@ def told_elsewhere(loop: ForgeLoop, binding: Binding, job: JobRecord) -> str:
     with ``baton answer``, a run submitted on the key) — ``job`` ended, its outcome and ``result`` set:
     its last turn is that run, which pushed nothing (the thread's next turn pushes what it left), and
     it no longer says the thread waits for an answer. Only for an active thread: one parked for another
-    reason keeps its comment. What the forge's write did ("edited", "failed: ..."; never raises)."""
+    reason keeps its comment. What the forge's write did ("edited", "failed: <the forge's words>");
+    BadInput when this process cannot reach the forge (its token's variable unset)."""
     if binding.status != BindingStatus.ACTIVE or binding.status_comment is None:
         return "no status comment to edit"
     result = {"outcome": job.outcome, "why": ELSEWHERE}
