@@ -9,7 +9,7 @@ import getpass
 
 import typer
 
-from baton.cli.common import JsonOpt, cli_store
+from baton.cli.common import JsonOpt, cli_store, err, esc
 from baton.cli.options import request_command
 from baton.cli.run import execute
 from baton.runner.request import Option, RunRequest
@@ -35,11 +35,24 @@ def answer_cmd(request: RunRequest, as_json: JsonOpt = False) -> None:
     with cli_store() as (_settings, store):
         key = resolve_key(store, request.agent, request.repo, request.thread)
         found = answering(store, key.agent, key.repo.slug, key.thread, request.prompt, _who())
-        answered_elsewhere(store, key.agent, key.repo.slug, key.thread, _who())  # a forge thread's too
+        bound = answered_elsewhere(store, key.agent, key.repo.slug, key.thread, _who())  # a forge thread's
     # the key as named: a URL, a path, or its slug (``baton run`` prints the slug), run where it lives
     request.repo = key.repo.url
     request.prompt, request.answers = found.prompt, found.answers
-    raise typer.Exit(execute(request, as_json))
+    code = execute(request, as_json)
+    if bound is not None:  # its status comment says how the answer's run ended, not that it waits
+        _tell_forge(key.agent, key.repo.slug, key.thread, bound)
+    raise typer.Exit(code)
+
+
+def _tell_forge(agent: str, repo: str, thread: str, conversation: str) -> None:
+    # lazy: cold CLI
+    from baton.forge.answered import ran_elsewhere
+
+    with cli_store() as (settings, store):
+        said = ran_elsewhere(settings, store, agent, repo, thread)
+    if said is not None and said.startswith("failed"):
+        err().print(esc(f"{conversation}: its status comment was not edited ({said}); its next turn does"))
 
 
 def _who() -> str:
