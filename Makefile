@@ -1,8 +1,8 @@
 # The two commands of the README: `make demo` (the offline demo) and `make test` (the whole suite);
 # `make test-fast` is the inner loop (see below).
 # Both set up everything they need on a fresh machine: a virtualenv with baton, its test tools and the
-# real agent CLIs: Claude Code (bundled in the claude-agent-sdk wheel), and the pinned Codex and
-# Gemini CLIs from npm (package-lock.json), linked into the virtualenv's bin so baton finds them (npm
+# real agent CLIs: Claude Code (bundled in the claude-agent-sdk wheel), and the pinned Codex, Gemini,
+# Copilot and OpenCode CLIs from npm (package-lock.json), all five linked into the virtualenv's bin (npm
 # also brings the test tools pinned there, the MCP conformance suite among them); and
 # Debian's Chromium, which the dashboard's browser tests drive through Playwright (never
 # `playwright install`: it downloads a browser, and the machine may be offline).
@@ -10,7 +10,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 
 .PHONY: setup chromium servers image-tools shell-tools services demo test test-warm test-fast lint bench image service-images
-setup: $(VENV)/.installed chromium servers image-tools shell-tools services
+setup: $(VENV)/.installed $(VENV)/bin/claude chromium servers image-tools shell-tools services
 
 # The services the tests talk to: PostgreSQL, Redis, RabbitMQ on 127.0.0.1. One that does not answer is
 # started with the machine's own command (see the machine's notes) and waited for (up to 60 s); when all
@@ -96,8 +96,14 @@ $(VENV)/.installed: pyproject.toml package.json package-lock.json
 	ln -sf "$(CURDIR)/node_modules/.bin/codex" "$(CURDIR)/node_modules/.bin/gemini" "$(CURDIR)/node_modules/.bin/copilot" "$(CURDIR)/node_modules/.bin/opencode" $(VENV)/bin/
 	touch $@
 
+# Claude Code as the wheel bundles it, linked beside the other four (docs/mcp.md's `claude mcp add`)
+$(VENV)/bin/claude: $(VENV)/.installed
+	@bundled="$$($(PY) -c 'from baton.agents.claude import bundled_claude; print(bundled_claude() or "")')"; \
+	if [ -z "$$bundled" ]; then echo "make: the claude-agent-sdk wheel bundles no Claude Code here" >&2; exit 1; fi; \
+	ln -sf "$$bundled" $@
+
 # The demo needs only the virtualenv (Python, Node and git): no service, no browser, no root.
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed $(VENV)/bin/claude
 	$(VENV)/bin/baton demo
 	@echo; echo "baton and the agent CLIs are in $(VENV)/bin: run  . $(VENV)/bin/activate  to put them on PATH (the README's tour)"
 

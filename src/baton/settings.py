@@ -646,12 +646,18 @@ def prune_kind_ok(name: str) -> bool:
 _UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
+# A size's text, which the API's schema states as its pattern too: ASCII classes only, so that Python,
+# a JSON Schema validator and pydantic's Rust regex read it alike (``\s`` and ``\d`` differ among them, and
+# a case-blind ``K`` matches the Kelvin sign)
+SIZE_PATTERN = r"^[ \t]*([0-9]+(\.[0-9]+)?)[ \t]*([KMGTkmgt]?)([iI]?[bB])?[ \t]*$"
+
+
 def parse_size(text: str, name: str = "size") -> int:
     """``1073741824``, ``512M``, ``50G`` (binary units; ``KiB``/``GB`` spellings too) as bytes."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*", str(text), re.IGNORECASE)
+    match = re.fullmatch(SIZE_PATTERN, str(text))
     if not match:
         raise BadInput(f"setting {name!r} must be a size such as 1073741824, 512M or 50G, not {text!r}")
-    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+    return int(float(match.group(1)) * _UNITS[match.group(3).upper()])
 
 
 MIN_MEMORY, MAX_MEMORY = 16 * 2**20, 2**50  # below 16 MiB no agent CLI starts; above 1 PiB, a typo

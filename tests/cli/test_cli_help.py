@@ -3,6 +3,7 @@ an answer can choose (not ``baton run``'s copy with its fork, handoff, mode and 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -56,3 +57,23 @@ def test_budget_says_what_each_raise_raises() -> None:
         ("--turns", "turns"),
     ):
         assert "raise the cap on" in helps[flag] and cap in helps[flag] and "by N" in helps[flag]
+
+
+MARKUP = re.compile(r":(?:mod|func|class|meth|data|attr|exc):`|``")
+
+
+def test_no_help_shows_the_codes_markup() -> None:
+    """A command's docstring is its help: no Sphinx role or double backtick reaches a person."""
+    marked = []
+    for name, cmd in _commands(typer.main.get_command(app)):
+        texts = [cmd.help or "", cmd.epilog or "", *(p.help or "" for p in cmd.params if _is_option(p))]
+        texts += [getattr(p, "help", None) or "" for p in cmd.params if not _is_option(p)]
+        marked += [f"baton {name}: {text!r}" for text in texts if MARKUP.search(text)]
+    assert marked == []
+
+
+def test_answer_says_its_argument_is_the_answer() -> None:
+    cmd = dict(_commands(typer.main.get_command(app)))["answer"]
+    (argument,) = [p for p in cmd.params if not _is_option(p)]
+    assert argument.help == "the answer to the thread's question"
+    assert "read the answer from a file (-: standard input)" in {p.help for p in cmd.params if _is_option(p)}

@@ -1,7 +1,9 @@
 """A forge thread's question answered off the forge (``POST /v1/answers`` and the dashboard through
 :func:`baton.service.answers.submit_answer`, ``baton answer`` through the same check): the thread waits
 no more at once (active, counted as waiting nowhere), a second answer while the first's run is queued
-is refused at once, and what the forge said meanwhile starts when the answer's run has ended."""
+is refused at once, and what the forge said meanwhile starts when the answer's run has ended; a run
+submitted on the thread's key that is no answer is said in the status comment when it ends. ``baton
+answer`` at the command line: test_forge_answered_cli.py."""
 
 from __future__ import annotations
 
@@ -9,11 +11,13 @@ import pytest
 
 from baton.asking.pending import answering, waiting
 from baton.errors import NotWaiting
+from baton.fleet import jobs
 from baton.forge import dispatch, publish
 from baton.forge.loop import ForgeLoop
 from baton.forge.records import BindingStatus
 from baton.forge.tables import forge_store
 from baton.models import JobStatus
+from baton.runner.request import RunRequest
 from baton.service.answers import Key3, submit_answer
 from tests.forge.test_forge_loop import (  # noqa: F401 (fixtures)
     ASK,
@@ -66,3 +70,22 @@ def test_an_answer_off_the_forge_clears_the_wait_and_a_second_is_refused_at_once
     assert published is not None and published["outcome"] == "succeeded", published
     assert any(job.id in c or (jobs[1].result or {}).get("attempt_id", "-") in c for c in forge.answers())
     assert forge_store(loop.store).unpublished_turns() == []
+
+
+def test_a_run_submitted_on_a_bound_threads_key_is_said_in_its_status_comment_when_it_ends(
+    loop: ForgeLoop,  # noqa: F811 (the fixture)
+    forge: MemoryForge,  # noqa: F811 (the fixture)
+) -> None:
+    """A run of the thread's key that no forge event made (submitted to the service, not an answer)
+    is a turn of the thread too: when it ends, the one status comment names it and how it ended."""
+    assert dispatch.handle(loop, comment(1, "@baton add a greeting")).status == "accepted"
+    idle(loop)
+    binding = forge_store(loop.store).get_binding("gh", "acme/api", 42)
+    assert binding is not None
+    request = RunRequest(agent="fake", repo=binding.repo_url, thread="issue-42", prompt="tidy it up")
+    job = jobs.submit(loop.store, loop.settings, request, actor="bob")
+    loop.submit(job.id)
+    idle(loop)
+    [status] = forge.statuses()
+    assert f"`{job.id}` — **succeeded**" in status and publish.ELSEWHERE in status, status
+    assert forge_store(loop.store).published(job.id) is None  # not a forge turn: nothing pushed for it

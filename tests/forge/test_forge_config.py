@@ -9,6 +9,7 @@ import pytest
 from baton.errors import BadInput
 from baton.forge.config import (
     BotPolicy,
+    Checks,
     ForgeConfig,
     ForgeSettings,
     MergePolicy,
@@ -537,6 +538,14 @@ def test_a_bad_merge_policy_is_refused_naming_the_key_and_the_choices(
     message = _refused(tmp_path, GITHUB + f'[repo."acme/api"]\nmerge = {value}\n', 'repo."acme/api".merge')
     assert "off, ready, auto" in message or "must be a string" in message, message
     assert shown in message, message
+
+
+def test_a_repo_without_ci_says_so_and_anything_else_is_refused(tmp_path: Path) -> None:
+    plain = _load(tmp_path, GITHUB + '[repo."acme/api"]\n').repo("github", "acme/api")
+    bare = _load(tmp_path, GITHUB + '[repo."acme/api"]\nchecks = "none"\n').repo("github", "acme/api")
+    assert plain is not None and plain.checks is Checks.EXPECTED
+    assert bare is not None and bare.checks is Checks.NONE
+    _refused(tmp_path, GITHUB + '[repo."acme/api"]\nchecks = "off"\n', "checks", "expected, none")
 
 
 def test_a_repo_may_name_its_environment_setup(tmp_path: Path) -> None:

@@ -150,9 +150,11 @@ def test_a_refused_push_is_reported_in_the_forges_words_and_the_work_is_kept(
     fake.comment(REPO, issue, "alice", "@baton go")
     settled(forge_service, fake, 1)
     [turn] = forge_store(forge_service.store).forge_turns("github", REPO, issue)
-    assert "GH006" in turn["publish"]["refused"]
+    assert "GH006" in turn["publish"]["git"] and "a protected branch" in turn["publish"]["refused"]
     [status] = statuses(fake, issue)
-    assert "push was refused" in status and "GH006" in status
+    said, _, folded = status.partition("<details>")  # baton's words, then git's (the forge's) below
+    assert "the push was refused: the forge refused the push to `baton/fake/issue-1`" in said, status
+    assert "GH006" in folded
     assert "baton/fake/issue-1" not in fake.branches(REPO) and fake.pulls(REPO) == []
     binding = binding_of(forge_service, issue)
     session = forge_service.store.get_session("fake", str(binding["repo_slug"]), f"issue-{issue}")

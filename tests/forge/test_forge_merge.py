@@ -332,6 +332,40 @@ def test_an_approval_with_words_is_looked_at_again_when_its_turn_is_published(
     assert row["detail"]["after"] == "a turn"
 
 
+def test_an_approval_with_words_on_a_base_that_moved_never_merges_by_itself(
+    loop: ForgeLoop, forge: MergingForge, origin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/forge.md (The merge policy, when the base moved): "approve, ship it" is a turn, whose own
+    sync of the base pushes a new head the approval is not on — so the PR waits for another approval."""
+    binding = opened(loop, forge)
+    policy(loop, MergePolicy.AUTO)
+    branch, approved = str(binding.branch), str(forge.head)
+    base = tmp_path / "base"
+    git(tmp_path, "clone", "--quiet", str(origin), str(base))
+    (base / "later.md").write_text("the base moved\n")
+    git(base, "add", "later.md")
+    git(base, "commit", "--quiet", "-m", "the base moves")
+    git(base, "push", "--quiet", "origin", "HEAD")
+    asked = forge.pull_state
+
+    def following(repo: str, number: int) -> PullState:  # the PR's head is the branch's, as pushed
+        forge.head = git(origin, "rev-parse", branch)
+        return asked(repo, number)
+
+    monkeypatch.setattr(forge, "pull_state", following)
+    monkeypatch.delenv("FAKE_AGENT_WRITE")  # the agent changes nothing: only the sync moves the head
+    ship = Review(5, Actor("alice"), "APPROVED", "approve, ship it", approved, "u")
+    forge.approvals, forge.checks = [ship], [CheckState("ci", GREEN)]
+    review = replace(comment(5, ship.body), kind=FeedbackKind.REVIEW, identity="review:5", number=7)
+    assert dispatch.handle(loop, review).status == "accepted"
+    idle(loop)
+    moved = git(origin, "rev-parse", branch)
+    assert moved != approved and git(origin, "show", f"{moved}:later.md") == "the base moved"
+    assert forge.draft is True and forge.auto is False and "mark_ready" not in forge.calls
+    done = merge.consider(loop, binding, "reconcile")
+    assert done["merge"] == "not ready" and f"no approval on the head {moved[:12]}" in done["why"], done
+
+
 def test_an_approval_with_words_read_before_its_webhook_waits_for_its_turn(
     loop: ForgeLoop, forge: MergingForge, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -376,7 +410,7 @@ def test_an_event_waiting_for_its_turn_holds_the_policy_back_and_is_started(
 
 
 def test_readiness_rules_read_the_latest_word_of_each_reviewer() -> None:
-    def pull(*reviews: Review, checks: tuple[CheckState, ...] = ()) -> PullState:
+    def pull(*reviews: Review, checks: tuple[CheckState, ...] = (CheckState("ci", GREEN),)) -> PullState:
         return PullState(7, True, True, HEAD, "main", reviews, checks, None)
 
     def anyone(actor: Actor) -> bool:
@@ -398,6 +432,21 @@ def test_readiness_rules_read_the_latest_word_of_each_reviewer() -> None:
     assert "failing:" in str(not_ready(pull(approval("bob", HEAD), checks=hostile), anyone))
     closed = replace(pull(approval("bob", HEAD)), open=False)
     assert not_ready(closed, anyone) == "the pull request is not open"
+
+
+def test_a_head_no_check_has_reported_on_waits_unless_the_repository_has_no_ci() -> None:
+    """An approval may land on a new head before CI has started there: no check run or status on the
+    head is waiting, not green — unless the repository says it has no CI (``checks = "none"``)."""
+    bare = PullState(7, True, True, HEAD, "main", (approval("bob", HEAD),), (), None)
+    assert not_ready(bare, lambda _who: True) == (
+        "waiting for the checks: none has reported on the head c0ffee000000 yet"
+    )
+    assert not_ready(bare, lambda _who: True, ci=False) is None
+    # without CI a check that does report still counts, and a required one is still waited for
+    running = replace(bare, checks=(CheckState("lint", PENDING),))
+    assert not_ready(running, lambda _who: True, ci=False) == "waiting for the check lint"
+    required = replace(bare, required=("build",))
+    assert not_ready(required, lambda _who: True, ci=False) == "waiting for the required check build"
 
 
 # -- what a webhook's approval or green check is read into ------------------------------------------------

@@ -38,10 +38,10 @@ def policy(settings: Settings, store: Store, fake: FakeForge, monkeypatch: pytes
     monkeypatch.setenv("BATON_GIT_TOKEN", fake.token("baton-bot"))
     made: list[ForgeLoop] = []
 
-    def make(value: str) -> ForgeLoop:
+    def make(value: str, extra: str = "") -> ForgeLoop:
         configure(settings, fake, "claude")
         config = settings.home / "config.toml"
-        config.write_text(config.read_text() + f'merge = "{value}"\n')  # the repo's table is the last
+        config.write_text(config.read_text() + f'merge = "{value}"\n{extra}')  # the repo's table is the last
         made.append(publish.compose(settings, store, load_forges(settings.home), lambda _job: None))
         return made[-1]
 
@@ -71,6 +71,17 @@ def approve(loop: ForgeLoop, fake: FakeForge, pr: int, login: str = "alice") -> 
     read = READERS[ForgeKind(kind_of(fake))].read(loop.config, delivery.event, delivery.payload)
     assert isinstance(read, Delivery) and read.settled is not None, read
     return webhook.act_on_settled(loop, read.settled)
+
+
+def settle_checks(loop: ForgeLoop, fake: FakeForge, since: int) -> list[dict[str, Any]]:
+    """The deliveries the fake made since ``since`` (a check's webhooks), read as baton's webhook reads
+    them; what the policy did for each that says a check settled."""
+    done = []
+    for delivery in fake.deliveries[since:]:
+        read = READERS[ForgeKind(kind_of(fake))].read(loop.config, delivery.event, delivery.payload)
+        if isinstance(read, Delivery) and read.settled is not None:
+            done.append(webhook.act_on_settled(loop, read.settled))
+    return done
 
 
 def writes(fake: FakeForge) -> list[str]:
@@ -121,6 +132,43 @@ def test_an_approved_green_pr_is_marked_ready_and_auto_merged_once(
     again = webhook.act_on_settled(loop, read.settled)
     assert again["merge"][0]["merge"] in ("done for this head", "the thread is closed")
     assert len(fake.requests) == before
+
+
+@pytest.mark.parametrize("forge_kind", ["github", "gitea"])
+def test_an_auto_pr_approved_before_any_check_reported_waits_for_its_checks(
+    policy: Callable[[str], ForgeLoop], fake: FakeForge
+) -> None:
+    """A new head CI has not spoken on yet: no check run or status is *waiting*, not green — the
+    approval that lands first merges nothing; the green check that comes later does."""
+    loop = policy("auto")
+    _binding, pr, head = baton_pr(loop, fake)
+    [result] = approve(loop, fake, pr)["merge"]
+    assert result["merge"] == "not ready" and "none has reported on the head" in result["why"], result
+    issue = fake.issue(REPO, pr)
+    assert issue.pr is not None and issue.pr.draft is True and not issue.pr.merged and issue.state == "open"
+    assert not audited(loop, "forge.ready") and not audited(loop, "forge.auto_merge")
+    assert all("graphql" not in w and "merge" not in w and "PATCH" not in w for w in writes(fake))
+    # CI reports: its green check's webhook asks the policy again, which merges it now
+    since = len(fake.deliveries)
+    fake.add_check_run(REPO, head, "test", "success")
+    done = [r for d in settle_checks(loop, fake, since) for r in d["merge"] if r["merge"] == "ready"]
+    assert done and done[0]["auto_merge"].startswith("done"), done
+    assert issue.pr.merged and issue.state == "closed"
+    assert len(audited(loop, "forge.auto_merge")) == 1
+
+
+@pytest.mark.parametrize("forge_kind", ["github", "gitea"])
+def test_a_repository_without_ci_says_so_and_an_approval_merges_its_checkless_head(
+    policy: Callable[..., ForgeLoop], fake: FakeForge
+) -> None:
+    """``checks = "none"``: the repository has no CI, so a head with no check has nothing to wait for."""
+    loop = policy("auto", 'checks = "none"\n')
+    _binding, pr, _head = baton_pr(loop, fake)
+    [result] = approve(loop, fake, pr)["merge"]
+    assert result["merge"] == "ready" and result["auto_merge"].startswith("done"), result
+    issue = fake.issue(REPO, pr)  # GitHub merged it; Gitea's merge_when_checks_succeed is scheduled
+    assert issue.pr is not None and (issue.pr.merged or issue.pr.auto_merge == "merge"), issue.pr
+    assert len(audited(loop, "forge.auto_merge")) == 1
 
 
 @pytest.mark.parametrize("forge_kind", ["github", "gitea"])

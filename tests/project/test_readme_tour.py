@@ -67,6 +67,7 @@ def test_the_readme_tour_runs_as_pasted(tmp_path: Path, leftovers: None) -> None
         "mock reply #7: received 10 messages",
         "done\nresume\nsucceeded",  # the service's run, waited for
         "ok   repo github:acme/api",  # baton forge test
+        "webhooks: the forge shows a repository's webhooks to its admins only",  # as the README says
         "true\nbaton/claude/issue-1\nCloses #1.",  # the draft PR baton opened for the issue
         "**succeeded**",  # its one status comment
         "<sub>`claude` on thread `issue-1` · turn `",  # the agent's answer, attributed, on the issue

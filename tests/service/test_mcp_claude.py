@@ -3,7 +3,8 @@
 passes to it), its model (the mock Anthropic API) calls baton's ``start_turn``; the turn runs in a
 real ``baton serve``, is stored there under the token's name, and its result reaches the model as the
 tool's result. Through three runs of Claude Code, a turn asks a question, the answer resumes the same
-session, and a read-scope token is refused a turn and a raise of the thread's budget."""
+session, and a read-scope token is refused a turn and a raise of the thread's budget, and an argument
+no tool takes (a typo) by its name."""
 
 from __future__ import annotations
 
@@ -141,6 +142,7 @@ def test_claude_code_answers_a_question_and_a_read_token_is_refused(
         refused = [
             marker("start_turn", {**key, "prompt": "Again.", "wait": 1}),
             marker("raise_budget", {**key, "usd": 1}),
+            marker("start_turn", {**key, "prompt": "Again.", "acess": "full"}),  # a typo, refused by name
         ]
         claude_calls(claude_bin, reader, tmp_path, *refused)
         jobs = service.store.list_jobs(thread="issue-13")
@@ -153,5 +155,6 @@ def test_claude_code_answers_a_question_and_a_read_token_is_refused(
         ("needs_input", "claude-code"),
         ("succeeded", "claude-code"),
     ]
-    assert len(refusals) == 2 and all("(403)" in r for r in refusals), refusals
+    assert len(refusals) == 3 and all("(403)" in r for r in refusals[:2]), refusals
     assert any("this needs run" in r for r in refusals) and any("this needs admin" in r for r in refusals)
+    assert "baton refused (422): acess is not an option of this request" in refusals[2], refusals

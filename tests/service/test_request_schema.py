@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -18,9 +19,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import hypothesis
 import pytest
 import typer
 from fastapi import BackgroundTasks
+from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 from typer.testing import CliRunner
 
@@ -35,7 +38,7 @@ from baton.service import runs
 from baton.service.auth import Actor
 from baton.service.records import TokenScope
 from baton.service.schemas import RULES, body_model, view_model
-from baton.settings import Settings
+from baton.settings import SIZE_PATTERN, Settings, parse_size
 from baton.store import Store
 
 BASE = {"agent": "fake", "repo": "https://github.com/acme/api", "thread": "issue-43", "prompt": "go on"}
@@ -235,3 +238,32 @@ def test_plain_data_still_refuses_what_it_always_did() -> None:
             jobs.build_request(fields)
         assert str(refused.value) == words
     assert jobs.build_request({**BASE, "timeout": 5}).timeout == 5  # an int is a number of seconds
+
+
+SIZES = st.one_of(
+    st.text(max_size=12),
+    st.from_regex(SIZE_PATTERN, fullmatch=True).filter(lambda s: len(s) <= 32),
+    st.sampled_from(["\x0b89.0913\x0c", "\x1c1G", "1\u212a", "1\u0131b", "\u06611G", " 1.5 GiB\t", "1G\n"]),
+)
+
+
+@hypothesis.given(SIZES)
+def test_a_memory_size_is_read_alike_by_the_schema_the_api_and_the_runner(text: str) -> None:
+    """The schema's pattern (as a Python JSON Schema validator reads it, the way Schemathesis makes its
+    cases), pydantic's check of the body (Rust's regex) and the runner's parser take the same sizes:
+    a schema-valid ``memory`` is never refused 422, and no size reaches the parser unchecked."""
+    body = body_model("SizeProbe", "a probe")
+    shape = {"agent": "claude", "repo": "r", "thread": "t", "prompt": "p"}
+    try:
+        body.model_validate({**shape, "memory": text})
+        api = True
+    except ValidationError:
+        api = False
+    try:
+        parse_size(text)
+        runner = True
+    except BadInput:
+        runner = False
+    # JSON Schema's `$` is the text's end; Python's re.search also lets it match before a last newline
+    schema = len(text) <= 32 and re.search(SIZE_PATTERN, text) is not None and not text.endswith("\n")
+    assert api == runner == schema, (text, api, runner, schema)

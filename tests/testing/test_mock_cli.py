@@ -1,6 +1,6 @@
 """The mocks' command line (``python -m baton.testing.mock_anthropic`` and its two siblings), run as a
-user runs it, in a child process: ``--help``, ``--port`` with the URL line and a paste-able export line
-that a real request follows, a busy port, Ctrl-C and SIGTERM, ``--print-env`` for ``eval``."""
+user runs it, in a child process: ``--help``, ``--port`` with the URL line and one line naming the
+``--print-env`` command whose exports a real request follows, a busy port, Ctrl-C and SIGTERM."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def exported(shell: str) -> dict[str, str]:
     """What ``shell`` (the lines a mock printed) sets, as bash sees it after running them."""
     out = subprocess.run(
         ["bash", "-c", f"{shell}\nenv -0"],
-        env={"PATH": os.environ["PATH"]},
+        env={"PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"},  # as after activate
         capture_output=True,
         text=True,
         check=True,
@@ -105,12 +105,9 @@ class Served:
         for line in self.proc.stdout:
             self.lines.put(line.rstrip("\n"))
 
-    def printed_until_export(self) -> list[str]:
-        """The lines printed up to and including the export line (all are printed at once)."""
-        lines: list[str] = []
-        while not (lines and lines[-1].startswith("export ")):
-            lines.append(self.lines.get(timeout=TIMEOUT))
-        return lines
+    def printed(self) -> list[str]:
+        """The two lines it prints on start: its URL, and how to point an agent at it."""
+        return [self.lines.get(timeout=TIMEOUT), self.lines.get(timeout=TIMEOUT)]
 
     def stop(self, signum: int) -> tuple[int, str]:
         """Send ``signum``; the exit code and stderr."""
@@ -150,13 +147,16 @@ def test_help_says_how_to_use_it(mock: Mock) -> None:
 
 
 @EACH
-def test_port_serves_there_and_prints_a_pasteable_export_line(mock: Mock, served: list[Served]) -> None:
+def test_port_serves_there_and_prints_a_pasteable_line(mock: Mock, served: list[Served]) -> None:
     port = free_port()
     server = Served(command(mock, "--port", str(port)))
     served.append(server)
-    lines = server.printed_until_export()
-    assert lines[0] == f"http://127.0.0.1:{port}"  # the URL alone on the first line, for scripts
-    env = exported("\n".join(lines[1:]))  # the rest is shell, paste-able as printed
+    url, said = server.printed()
+    assert url == f"http://127.0.0.1:{port}"  # the URL alone on the first line, for scripts
+    assert said.startswith("# point an agent at it: eval ")
+    env = exported(said.split(": ", 1)[1])  # the command it names, paste-able as printed
+    time.sleep(0.5)
+    assert server.lines.empty(), "one line of hints, not the whole export block"
     assert env[mock.url_var] == f"http://127.0.0.1:{port}{mock.suffix}"
     reply = httpx.post(env[mock.url_var] + mock.path, json=mock.body, timeout=TIMEOUT)
     assert reply.status_code == 200
@@ -175,7 +175,7 @@ def test_ctrl_c_stops_it_quietly(mock: Mock, sigint: str, served: list[Served]) 
         argv = ["bash", "-c", 'trap "" INT && exec "$@"', "bash", *argv]
     server = Served(argv)
     served.append(server)
-    url = server.printed_until_export()[0]
+    url = server.printed()[0]
     assert url.startswith("http://127.0.0.1:")
     assert int(url.rsplit(":", 1)[1]) > 0  # a free port when none is asked for
     assert server.stop(signal.SIGINT) == (0, "")
@@ -199,7 +199,7 @@ def test_a_busy_port_is_one_clear_line_and_exit_1(mock: Mock) -> None:
 
 
 @EACH
-def test_print_env_is_what_the_server_prints_and_eval_takes_it(mock: Mock, served: list[Served]) -> None:
+def test_print_env_is_what_the_server_names_and_eval_takes_it(mock: Mock, served: list[Served]) -> None:
     port = free_port()
     out = subprocess.run(
         command(mock, "--port", str(port), "--print-env"), capture_output=True, text=True, timeout=TIMEOUT
@@ -210,7 +210,8 @@ def test_print_env_is_what_the_server_prints_and_eval_takes_it(mock: Mock, serve
     assert env[mock.url_var] == f"http://127.0.0.1:{port}{mock.suffix}"
     server = Served(command(mock, "--port", str(port)))
     served.append(server)
-    assert "\n".join(server.printed_until_export()[1:]) in out.stdout
+    said = server.printed()[1]
+    assert f"python -m baton.testing.{mock.module} --port {port} --print-env" in said
 
 
 @pytest.mark.parametrize(
@@ -315,7 +316,7 @@ def test_item_tokens_and_max_prompt_tokens_make_it_refuse_a_prompt_over_the_wind
     window = ("--item-tokens", "3000", "--max-prompt-tokens", "2000")
     server = Served(command(mock, "--port", str(port), *window))
     served.append(server)
-    env = exported("\n".join(server.printed_until_export()[1:]))
+    env = exported(server.printed()[1].split(": ", 1)[1])
     reply = httpx.post(env[mock.url_var] + mock.path, json=mock.body, timeout=TIMEOUT)
     assert reply.status_code == 400
     assert TOO_LONG[mock.module] in reply.text

@@ -9,10 +9,10 @@ import getpass
 
 import typer
 
-from baton.cli.common import JsonOpt, cli_store
+from baton.cli.common import JsonOpt, cli_store, err, esc
 from baton.cli.options import request_command
 from baton.cli.run import execute
-from baton.runner.request import RunRequest
+from baton.runner.request import Option, RunRequest
 
 # What an answer cannot choose: it resumes the thread's own conversation in its worktree (no other mode,
 # no fork, handoff or new branch, no first prompt's context), and the question it answers is the
@@ -20,10 +20,13 @@ from baton.runner.request import RunRequest
 NOT_AN_ANSWERS = ("mode", "branch", "base", "context", "fork_from", "answers", "base_thread", "handoff_from")
 
 
-@request_command(omit=NOT_AN_ANSWERS)
+ANSWER = Option("the answer to the thread's question", from_file="read the answer from a file")
+
+
+@request_command(omit=NOT_AN_ANSWERS, says={"prompt": ANSWER})
 def answer_cmd(request: RunRequest, as_json: JsonOpt = False) -> None:
-    """Answer the question a thread waits on (the instruction is the answer) and run the turn that
-    resumes its conversation with it; exit 2 when the thread waits on no question."""
+    """Answer the question a thread waits on and run the turn that resumes its conversation with it;
+    exit 2 when the thread waits on no question."""
     # lazy: cold CLI
     from baton.asking.pending import answering
     from baton.forge.answered import answered_elsewhere
@@ -32,11 +35,24 @@ def answer_cmd(request: RunRequest, as_json: JsonOpt = False) -> None:
     with cli_store() as (_settings, store):
         key = resolve_key(store, request.agent, request.repo, request.thread)
         found = answering(store, key.agent, key.repo.slug, key.thread, request.prompt, _who())
-        answered_elsewhere(store, key.agent, key.repo.slug, key.thread, _who())  # a forge thread's too
+        bound = answered_elsewhere(store, key.agent, key.repo.slug, key.thread, _who())  # a forge thread's
     # the key as named: a URL, a path, or its slug (``baton run`` prints the slug), run where it lives
     request.repo = key.repo.url
     request.prompt, request.answers = found.prompt, found.answers
-    raise typer.Exit(execute(request, as_json))
+    code = execute(request, as_json)
+    if bound is not None:  # its status comment says how the answer's run ended, not that it waits
+        _tell_forge(key.agent, key.repo.slug, key.thread, bound)
+    raise typer.Exit(code)
+
+
+def _tell_forge(agent: str, repo: str, thread: str, conversation: str) -> None:
+    # lazy: cold CLI
+    from baton.forge.answered import ran_elsewhere
+
+    with cli_store() as (settings, store):
+        said = ran_elsewhere(settings, store, agent, repo, thread)
+    if said is not None and said.startswith("failed"):
+        err().print(esc(f"{conversation}: its status comment was not edited ({said}); its next turn does"))
 
 
 def _who() -> str:

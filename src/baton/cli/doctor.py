@@ -41,7 +41,8 @@ RepoCheckOpt = Annotated[str | None, typer.Option("--repo", "-r", help=REPO_HELP
 
 def doctor_cmd(as_json: JsonOpt = False, fix: FixOpt = False, repo: RepoCheckOpt = None) -> None:
     """Check that conversations will survive here; exit 1 when something is wrong (or --fix failed).
-    With ``-r REPO``: the repository's environment instead (:mod:`baton.cli.doctorrepo`)."""
+    With -r REPO: the setup that repository's threads would get, instead."""
+    # -r REPO's checks: baton.cli.doctorrepo
     if repo is not None:
         _doctor_repo(repo, as_json)
     # lazy: cold CLI

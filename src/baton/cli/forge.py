@@ -2,7 +2,8 @@
 
 A conversation is written as the forge names it: ``github:acme/api#42`` (the configured forge's name,
 the repository's full name, the issue's or PR's number; GitLab's merge request ``gitlab:group/api!7``, a
-thread apart from issue ``#7``'s); ``acme/api#42`` when one forge is configured.
+thread apart from issue ``#7``'s); ``acme/api#42`` when one forge is configured
+(:func:`baton.forge.refs.parse_ref` reads it: ``#N`` is never merge request ``!N``'s thread).
 ``reconcile`` runs the turns it starts in this process (the in-process executor, or the fleet's workers
 when a broker is configured) and waits for them, so it is complete when it returns.
 """
@@ -10,7 +11,6 @@ when a broker is configured) and waits for them, so it is complete when it retur
 from __future__ import annotations
 
 import getpass
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,31 +39,9 @@ if TYPE_CHECKING:
     from baton.store.base import Store
 
 forge_app = group("Threads bound to forge issues and pull requests: the feedback loop.")
-CONVERSATION = re.compile(
-    r"(?:(?P<forge>[A-Za-z0-9][A-Za-z0-9_-]{0,63}):)?(?P<repo>[^#!\s:]+/[^#!\s:]+)(?P<sign>[#!])"
-    r"(?P<number>[0-9]{1,10})"
-)
 ConvArg = Annotated[
     str, typer.Argument(help="FORGE:OWNER/NAME#N, e.g. github:acme/api#42 (a GitLab merge request: !N)")
 ]
-
-
-def parse_conversation(loop: ForgeLoop, text: str) -> tuple[str, str, int, bool | None]:
-    """(forge, repo, number, kind): ``!N`` is a merge request's thread (True), ``#N`` an issue's or,
-    where no issue's is bound by that number, the PR's (None: either)."""
-    found = CONVERSATION.fullmatch(text.strip())
-    if found is None:
-        raise BadInput(
-            f"{text!r} is not a conversation: write FORGE:OWNER/NAME#N, e.g. github:acme/api#42 "
-            "(a GitLab merge request: gitlab:group/api!7)"
-        )
-    forge = found["forge"]
-    if forge is None:
-        if len(loop.config.forges) != 1:
-            raise BadInput(f"name the forge: {', '.join(sorted(loop.config.forges)) or 'none is configured'}")
-        forge = next(iter(loop.config.forges))
-    loop.forge(forge)
-    return forge, found["repo"], int(found["number"]), True if found["sign"] == "!" else None
 
 
 @contextmanager
@@ -150,12 +128,14 @@ def forge_ls(
 def forge_show(conversation: ConvArg, as_json: JsonOpt = False) -> None:
     """A bound thread: its issue or PR, feedback events with their sources, turns and budget."""
     # lazy: cold CLI
+    from baton.forge.refs import parse_ref
     from baton.forge.threads import thread_state
 
     with forge_loop() as loop:
-        state = thread_state(loop, *parse_conversation(loop, conversation))
+        ref = parse_ref(loop.config, conversation)
+        state = thread_state(loop, ref.forge, ref.repo, ref.number, ref.pr)
     if state is None:
-        raise NotFound(f"{conversation} is not bound to a thread")
+        raise NotFound(f"{ref} is not bound to a thread")
     if as_json:
         emit_json(state)
         return
@@ -199,12 +179,13 @@ def forge_bind(
 ) -> None:
     """Bind an issue or PR to a thread: its feedback becomes turns of the thread's conversation."""
     # lazy: cold CLI
+    from baton.forge.refs import parse_ref
     from baton.forge.threads import bind_thread
 
     with forge_loop() as loop:
-        forge, repo, number, pr = parse_conversation(loop, conversation)
+        ref = parse_ref(loop.config, conversation)
         binding = bind_thread(
-            loop, forge, repo, number, agent, thread, f"cli:{getpass.getuser()}", pr=bool(pr)
+            loop, ref.forge, ref.repo, ref.number, agent, thread, f"cli:{getpass.getuser()}", pr=ref.pr
         )
     if as_json:
         emit_json(binding.to_json())
@@ -218,14 +199,15 @@ def forge_bind(
 def forge_unbind(conversation: ConvArg) -> None:
     """Unbind: the thread keeps its conversation and worktree; feedback no longer reaches it."""
     # lazy: cold CLI
+    from baton.forge.refs import parse_ref
     from baton.forge.threads import unbind_thread
 
     with forge_loop() as loop:
-        forge, repo, number, pr = parse_conversation(loop, conversation)
-        done = unbind_thread(loop, forge, repo, number, actor=f"cli:{getpass.getuser()}", pr=pr)
-    if not done:
-        raise NotFound(f"{conversation} is not bound to a thread")
-    out().print(esc(f"{conversation} unbound"))
+        ref = parse_ref(loop.config, conversation)
+        unbound = unbind_thread(loop, ref.forge, ref.repo, ref.number, f"cli:{getpass.getuser()}", ref.pr)
+    if unbound is None:
+        raise NotFound(f"{ref} is not bound to a thread")
+    out().print(esc(f"{unbound} unbound" if unbound == str(ref) else f"{unbound} unbound (named {ref})"))
 
 
 @forge_app.command("reconcile")

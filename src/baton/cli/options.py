@@ -10,13 +10,14 @@ here: a new run option is a new field of ``RunRequest``. The key's options (``--
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
 
 from baton.errors import BadInput
-from baton.runner.request import RequestField, RunRequest, request_fields
+from baton.runner.request import Option, RequestField, RunRequest, request_fields
 
 Command = Callable[..., None]
 KEYWORD = inspect.Parameter.KEYWORD_ONLY
@@ -32,15 +33,23 @@ def _option(f: RequestField) -> Any:
 
 
 def request_command(
-    queued: bool = False, schema: type[RunRequest] = RunRequest, omit: tuple[str, ...] = ()
+    queued: bool = False,
+    schema: type[RunRequest] = RunRequest,
+    omit: tuple[str, ...] = (),
+    says: Mapping[str, Option] | None = None,
 ) -> Callable[[Command], Command]:
     """Decorate ``command(request, *own)``: the command Typer sees takes the request's options (only
     a queued run's with ``queued``; none named in ``omit``, which keep their defaults; flags, help, type,
-    default from each field's ``Option``) and then the command's own, and hands the request over built,
-    its instruction read from the argument or the file (``-``: standard input, :mod:`baton.cli.inputs`)."""
-    unknown = set(omit) - {f.name for f in request_fields(schema, queued)}
+    default from each field's ``Option``, or from ``says`` where the command words one its own way) and
+    then the command's own, and hands the request over built, its instruction read from the argument or
+    the file (``-``: standard input, :mod:`baton.cli.inputs`)."""
+    unknown = (set(omit) | set(says or {})) - {f.name for f in request_fields(schema, queued)}
     assert not unknown, f"no such option of a run: {sorted(unknown)}"
-    fields = tuple(f for f in request_fields(schema, queued) if f.name not in omit)
+    fields = tuple(
+        replace(f, option=(says or {}).get(f.name, f.option))
+        for f in request_fields(schema, queued)
+        if f.name not in omit
+    )
 
     def wrap(command: Command) -> Command:
         own = [p.replace(kind=KEYWORD) for p in inspect.signature(command, eval_str=True).parameters.values()]

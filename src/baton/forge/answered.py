@@ -4,18 +4,28 @@ reply on the forge makes it (:func:`baton.forge.dispatch.handle`), so it is not 
 the forge's next comment starts a turn. Each surface calls :func:`answered_elsewhere` when it takes the
 answer; a submitted answer's run (the API's, the dashboard's) is a turn of the forge thread, published
 there as any other when it ends (:func:`baton.forge.publish.after_job`), and then what waited on the
-forge meanwhile starts. ``baton answer`` runs its turn at once, off the service: the next forge turn
-pushes its work.
+forge meanwhile starts. ``baton answer`` runs its turn at once, off the service: when it has ended,
+:func:`ran_elsewhere` edits the thread's status comment (it no longer says the thread waits for an
+answer), and the next forge turn pushes its work.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
+from baton.errors import BatonError
+from baton.forge import publish
+from baton.forge.config import load_forges
+from baton.forge.model import ForgeError
 from baton.forge.publish import ASKED, CAPPED
 from baton.forge.records import BindingStatus, EventStatus, FeedbackKind
 from baton.forge.tables import forge_store
+from baton.models import JobRecord
+from baton.settings import Settings
 from baton.store import Store
+
+log = logging.getLogger("baton.forge")
 
 
 def answered_elsewhere(
@@ -43,3 +53,37 @@ def answered_elsewhere(
         )
     store.audit("forge.resumed", binding.conversation, by, {"by": "an answer off the forge"})
     return binding.conversation
+
+
+def ran_elsewhere(settings: Settings, store: Store, agent: str, repo: str, thread: str) -> str | None:
+    """After a run of the key (``repo``: its slug) that no forge event made and no executor published
+    (``baton answer`` at the command line): its bound thread's status comment says how the key's last
+    run ended (:func:`baton.forge.publish.told_elsewhere`). What the forge's write did, or None when
+    the key is bound to no thread. Never raises: a forge that cannot be reached from here (its token not
+    in this environment) is said in what it returns; the thread's next turn writes the comment anyway."""
+    binding = forge_store(store).binding_for_key(agent, repo, thread)
+    runs = store.list_runs(agent, repo, thread, limit=1)
+    if binding is None or not runs:
+        return None
+    run = runs[0]
+    job = JobRecord(
+        id=run.run_id,
+        agent=agent,
+        repo=repo,
+        thread=thread,
+        request={},
+        outcome=run.outcome.value,
+        result={"cost_usd": run.cost_usd} if run.cost_usd is not None else None,
+        error=run.error,
+    )
+    try:
+        loop = publish.compose(settings, store, load_forges(settings.home), lambda _job: None)
+    except (BatonError, ForgeError) as exc:
+        return f"failed: {exc}"
+    try:
+        return publish.told_elsewhere(loop, binding, job)
+    except (BatonError, ForgeError) as exc:  # the forge's token is not in this environment
+        log.warning("forge %s: the status comment was not edited: %s", binding.conversation, exc)
+        return f"failed: {exc}"
+    finally:
+        loop.close()

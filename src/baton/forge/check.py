@@ -193,9 +193,8 @@ def _hooks(
     try:
         found: list[tuple[str, frozenset[str]]] = hooks(repo)
     except ForgeError as exc:
-        return _check(
-            f"{what} webhooks", True, f"the forge does not tell ({exc.status}): not checked", warn=True
-        )
+        said = f"the forge shows a repository's webhooks to its admins only ({exc.status} for this token)"
+        return _check(f"{what} webhooks", True, f"{said}: not checked", warn=True)
     path = f"/webhooks/{forge.kind.value}"
     ours = [events for url, events in found if url.rstrip("/").endswith(path)]
     if not ours:

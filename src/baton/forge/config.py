@@ -85,6 +85,13 @@ class MergePolicy(StrEnum):
     AUTO = "auto"  # mark it ready and enable the forge's own auto-merge (baton never merges itself)
 
 
+class Checks(StrEnum):
+    """Whether the repository's heads get checks: what the merge policy makes of a head none reported on."""
+
+    EXPECTED = "expected"  # CI runs here: a head no check run or status reported on yet waits for one
+    NONE = "none"  # no CI: a head with no check is not waited for (a check that reports still counts)
+
+
 class Untrusted(StrEnum):
     """What becomes of an untrusted actor's words on a bound thread."""
 
@@ -175,6 +182,7 @@ class RepoConfig:
     on_instructions_change: OnInstructions | None = None
     resolve_threads: bool = False  # resolve the inline comments' threads the agent accounted done
     merge: MergePolicy = MergePolicy.OFF  # baton's PR, approved and green: ready, auto-merge, or nothing
+    checks: Checks = Checks.EXPECTED  # "none": no CI, a head with no check is green to the merge policy
     base: str | None = None  # the branch PRs target; None: the repository's default branch
     clone_url: str | None = None  # None: the forge's <web_url>/<owner>/<name>.git
     timeout: float | None = None  # a turn's timeout in seconds; None: the settings' run_timeout
@@ -564,6 +572,7 @@ _REPO_KEYS = (
     "on_instructions_change",
     "resolve_threads",
     "merge",
+    "checks",
     "setup",
     "max_usd", "max_tokens", "max_minutes", "max_turns",
     "egress",
@@ -600,6 +609,7 @@ def _repo(
         on_instructions_change=_on_instructions(fields),
         resolve_threads=fields.flag("resolve_threads", False),
         merge=MergePolicy(fields.choice("merge", [m.value for m in MergePolicy], MergePolicy.OFF.value)),
+        checks=Checks(fields.choice("checks", [c.value for c in Checks], Checks.EXPECTED.value)),
         base=_branch(fields),
         clone_url=_clone_url(fields),
         timeout=fields.seconds("timeout"),

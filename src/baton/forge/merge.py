@@ -16,7 +16,7 @@ from typing import Any
 
 from baton.errors import BatonError, Busy
 from baton.forge import dispatch, registry
-from baton.forge.config import MergePolicy, RepoConfig
+from baton.forge.config import Checks, MergePolicy, RepoConfig
 from baton.forge.delivery import Settled
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import Actor, ForgeError, ForgeEvent
@@ -125,7 +125,8 @@ def _consider(loop: ForgeLoop, binding: Binding, config: RepoConfig, why: str) -
     todo = [s for s in _steps(config) if not _recorded(loop, binding, s, pull.head_sha) and _wanted(s, pull)]
     if not pull.head_sha or not todo:
         return {"merge": "nothing to do", "head": pull.head_sha}
-    reason = not_ready(pull, _trusted(loop, binding, config)) or _unread(loop, binding, pull)
+    ci = config.checks is not Checks.NONE
+    reason = not_ready(pull, _trusted(loop, binding, config), ci) or _unread(loop, binding, pull)
     if reason is not None:
         return {"merge": "not ready", "why": reason, "head": pull.head_sha}
     done: dict[str, Any] = {"merge": "ready", "head": pull.head_sha}

@@ -25,7 +25,7 @@ from baton.errors import BatonError, BranchBusy, BranchConflict, Busy, GitError
 from baton.fleet import orphans
 from baton.fleet.execute import AFTER_JOB
 from baton.fleet.executor import make_executor
-from baton.forge import answers, dispatch, gitauth, merge, merging, pushed, replies, setupfail
+from baton.forge import answers, dispatch, gitauth, merge, merging, pushed, refusal, replies, setupfail
 from baton.forge.config import ForgeSettings, Reply
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import ForgeError, ForgeEvent, ForgeKind
@@ -57,6 +57,8 @@ STOPPED = (
     "from someone with write access resumes it"
 )
 NO_CHANGE = "no change: the turn left nothing to push"  # the status line of a turn that changed nothing
+# the status line of a run of the thread's key no forge event made (baton answer at the command line)
+ELSEWHERE = "run off the forge: what it changed is pushed with the thread's next turn"
 CLAIM = "publish:"  # the lease a turn's publisher holds before its first write to the forge
 
 
@@ -134,6 +136,8 @@ def after_job(
     job = loop.store.get_job(job_id)
     if job is None:
         return None
+    job.outcome, job.error = outcome, fields.get("error")
+    job.result = fields.get("result") if isinstance(fields.get("result"), dict) else None
     if events:
         first = events[0]
         which = loop.which(first.forge, first.on_pr)  # its thread's kind, where a forge numbers them apart
@@ -143,8 +147,6 @@ def after_job(
     elif (binding := _answer_turn(loop, job)) is None:
         _elsewhere(loop, job)  # a run of a bound thread's key submitted off the forge, not its turn
         return None
-    job.outcome, job.error = outcome, fields.get("error")
-    job.result = fields.get("result") if isinstance(fields.get("result"), dict) else None
     lease = LeaseHolder(loop.store, CLAIM + job.id, loop.settings.lease_ttl, backend=backend(loop))
     try:
         with held(lease, 0.0, loop.settings.heartbeat):
@@ -165,14 +167,29 @@ def _answer_turn(loop: ForgeLoop, job: JobRecord) -> Binding | None:
 
 
 def _elsewhere(loop: ForgeLoop, job: JobRecord) -> None:
-    """A submitted run of a bound thread's key that no forge event made (an answer given through the
-    API or the dashboard) has ended: what the forge said meanwhile, which waited for it, starts now."""
+    """A submitted run of a bound thread's key that no forge event made has ended: the thread's status
+    comment says so (:func:`told_elsewhere`), and what the forge said meanwhile, which waited for it,
+    starts now."""
     try:
         binding = forge_store(loop.store).binding_for_key(job.agent, job.repo, job.thread)
         if binding is not None and binding.status == BindingStatus.ACTIVE:
+            told_elsewhere(loop, binding, job)
             dispatch.kick(loop, binding, finishing=job.id)
     except Exception:  # the run's end is recorded whatever: the reconcile or the next event kicks it
         log.exception("forge: starting what waited after run %s failed", job.id)
+
+
+def told_elsewhere(loop: ForgeLoop, binding: Binding, job: JobRecord) -> str:
+    """The thread's one status comment after a run of its key that no forge event made (an answer given
+    with ``baton answer``, a run submitted on the key) — ``job`` ended, its outcome and ``result`` set:
+    its last turn is that run, which pushed nothing (the thread's next turn pushes what it left), and
+    it no longer says the thread waits for an answer. Only for an active thread: one parked for another
+    reason keeps its comment. What the forge's write did ("edited", "failed: <the forge's words>");
+    BadInput when this process cannot reach the forge (its token's variable unset)."""
+    if binding.status != BindingStatus.ACTIVE or binding.status_comment is None:
+        return "no status comment to edit"
+    result = {"outcome": job.outcome, "why": ELSEWHERE}
+    return _status_comment(loop, binding, job, result, False)
 
 
 def _claimed(
@@ -353,20 +370,16 @@ def _commit_and_push(
             loop.forge(binding.forge),
             binding.repo,
             env,
-            lambda push_env: run_git(
-                [*SAFE_GIT, "push", "--porcelain", binding.repo_url, f"{head}:refs/heads/{branch}"],
-                cwd=workdirs.cache_path(key.repo),
-                env=push_env,
-            ),
+            partial(refusal.push, cache, binding.repo_url, head, branch),
         )
     except GitError as exc:
         theirs = _pushed_before(loop, binding, wt, cache, branch, head, env) if again else None
         if theirs is None:
-            words = redact(str(exc))
-            loop.store.audit(
-                "forge.push_refused", binding.conversation, "baton", {"branch": branch, "error": words}
-            )
-            return {"pushed": False, "committed": committed, "refused": words, "branch": branch, "head": head}
+            refused = refusal.Refusal.of(exc, branch)
+            detail = {"branch": branch, "error": refused.said, "git": refused.git}
+            loop.store.audit("forge.push_refused", binding.conversation, "baton", detail)
+            said = {"refused": refused.said, "git": refused.git}
+            return {"pushed": False, "committed": committed, **said, "branch": branch, "head": head}
         head = theirs
     stat = _diffstat(wt, env, binding.head_sha or start, head)
     binding.head_sha, binding.branch = head, branch
@@ -606,6 +619,7 @@ def status_text(
         lines.append(f"- error: {job.error[:500]}")
     if public_url:
         lines.append(f"- [the run on the dashboard]({public_url.rstrip('/')}/runs/{job.id})")
+    lines += refusal.folded(str(result.get("git") or ""))  # a refused push: git's own lines, whole
     return "\n".join(lines) + "\n"
 
 
@@ -616,7 +630,7 @@ def _pushed(result: dict[str, Any]) -> list[str]:
         lines = [f"- pushed `{head}` to `{branch}` {result.get('changes', '')}"]
         return lines + ([f"- {result['scrubbed']}"] if result.get("scrubbed") else [])
     if result.get("refused"):
-        return [f"- the push was refused: {result['refused'][:500]} (the work is kept in baton's worktree)"]
+        return [f"- the push was refused: {result['refused'][:500]}"]
     if result.get("conflict"):
         return [
             f"- conflict markers are left in {result['conflict']}."

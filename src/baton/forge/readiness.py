@@ -3,8 +3,8 @@ on the answer). Pure: :class:`PullState` is what a forge says of the PR (read by
 :mod:`baton.forge.github.merge`, :mod:`baton.forge.gitea.merge`) and :func:`not_ready` decides, by the
 rules in order: the PR is open; no reviewer's latest review requests changes; an approval on the
 current head from a reviewer the trust policy trusts; every required check green (when the forge names
-none, every check on the head; a head with no check has nothing to wait for). The rules in full:
-:func:`not_ready` and docs/forge.md (The merge policy).
+none, every check on the head; a head no check has reported on waits, unless the repository says it has
+no CI). The rules in full: :func:`not_ready` and docs/forge.md (The merge policy).
 """
 
 from __future__ import annotations
@@ -77,11 +77,13 @@ def worst(states: list[str]) -> str:
 #    user, counts for nothing);
 # 4. the checks on the head: every **required** check present and green when the forge names them
 #    (GitHub's branch protection and rulesets, Gitea's branch protection); when it names none or cannot
-#    say, **every** check on the head green (a check still running, or failed, holds it back; a head with
-#    no check at all has nothing to wait for).
-def not_ready(pull: PullState, trusted: Callable[[Actor], bool]) -> str | None:
+#    say, **every** check on the head green (a check still running, or failed, holds it back). A head no
+#    check run or status has reported on yet is *waiting* — CI may not have started on a new head — unless
+#    the repository says it has no CI (``checks = "none"``: then it has nothing to wait for).
+def not_ready(pull: PullState, trusted: Callable[[Actor], bool], ci: bool = True) -> str | None:
     """Why the PR is not ready yet (the rules in the module's docstring, in order), or None when it is.
-    ``trusted(actor)``: the trust policy's word on a reviewer (asked only of approvals on the head)."""
+    ``trusted(actor)``: the trust policy's word on a reviewer (asked only of approvals on the head);
+    ``ci``: whether the repository runs checks (False: a head with none is not waited for)."""
     if not pull.open:
         return "the pull request is not open"
     latest: dict[str, Review] = {}
@@ -98,13 +100,16 @@ def not_ready(pull: PullState, trusted: Callable[[Actor], bool]) -> str | None:
         return (
             f"approved on the head only by {_names(sorted(r.author.login for r in approvals))}, not trusted"
         )
-    return checks_not_green(pull)
+    return checks_not_green(pull, ci)
 
 
-def checks_not_green(pull: PullState) -> str | None:
-    """Why the head's checks hold the PR back, or None."""
+def checks_not_green(pull: PullState, ci: bool = True) -> str | None:
+    """Why the head's checks hold the PR back, or None. ``ci``: the repository runs checks, so a head
+    none has reported on waits for them (an approval may land before CI has started on a new head)."""
     if pull.checks_unknown:
         return f"the checks on the head cannot all be read: {pull.checks_unknown}"
+    if ci and not pull.checks and not pull.required:
+        return f"waiting for the checks: none has reported on the head {pull.head_sha[:12]} yet"
     by_name: dict[str, list[str]] = {}
     for check in pull.checks:
         by_name.setdefault(check.name, []).append(check.state)

@@ -168,33 +168,30 @@ def _thread(loop: ForgeLoop, forge: str, repo: str, number: int, pr: bool = Fals
 
 
 def unbind_thread(
-    loop: ForgeLoop, forge: str, repo: str, number: int, actor: str = "cli", pr: bool | None = None
-) -> bool:
-    """Unbind the thread of ``number`` (``pr``: a merge request's, where a forge numbers issues and PRs
-    apart; None: either, the issue's thread first); False when none is bound."""
-    binding = forge_store(loop.store).get_binding(forge, repo, number, _which(loop, forge, pr))
+    loop: ForgeLoop, forge: str, repo: str, number: int, actor: str = "cli", pr: bool = False
+) -> str | None:
+    """Unbind the thread of ``number``: the conversation unbound, or None when none is bound (``pr`` as
+    :func:`thread_state`'s)."""
+    binding = forge_store(loop.store).get_binding(forge, repo, number, loop.which(forge, pr))
     if binding is None:
-        return False
+        return None
     forge_store(loop.store).unbind(binding.forge, binding.repo, binding.number, binding.on_pr)
     loop.store.audit("forge.unbind", binding.conversation, actor, {"thread": binding.thread})
-    return True
+    return binding.conversation
 
 
 def thread_state(
-    loop: ForgeLoop, forge: str, repo: str, number: int, pr: bool | None = None
+    loop: ForgeLoop, forge: str, repo: str, number: int, pr: bool = False
 ) -> dict[str, Any] | None:
     """The binding, its events (newest last, with who, where, what became of them), its turns and the
-    budgets it spent; None when the conversation is not bound (``pr`` as :func:`unbind_thread`'s)."""
-    binding = forge_store(loop.store).get_binding(forge, repo, number, _which(loop, forge, pr))
+    budgets it spent; None when the conversation is not bound. ``pr``: ``number`` is a merge request's
+    (``!N``), where a forge numbers issues and PRs apart — its own thread or the issue's whose MR it is;
+    else the issue's own thread only (``#N``, never the thread of merge request ``!N``). Where one
+    sequence numbers both, the thread of the issue or PR ``number``, or the issue's whose PR it is."""
+    binding = forge_store(loop.store).get_binding(forge, repo, number, loop.which(forge, pr))
     if binding is None:
         return None
     return state_of(loop, binding)
-
-
-def _which(loop: ForgeLoop, forge: str, pr: bool | None) -> bool | None:
-    """A person's ``#N`` (None) is either where one sequence numbers both; ``!N`` (True) is the merge
-    request's thread only where the forge numbers them apart."""
-    return None if pr is None else loop.which(forge, pr)
 
 
 def state_of(loop: ForgeLoop, binding: Binding) -> dict[str, Any]:

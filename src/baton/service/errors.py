@@ -30,11 +30,10 @@ from baton.errors import (
     NotWaiting,
     RemoteError,
     Unconfined,
-    invalid_value,
 )
 from baton.runner.runids import Ambiguous
 from baton.service.auth import NameTaken
-from baton.service.fields import ERROR_TYPE
+from baton.service.fields import error_words
 
 
 class Problem(BaseModel):
@@ -106,8 +105,6 @@ def validation_words(exc: RequestValidationError) -> str:
 
 
 def _words(error: Any) -> str:
-    if error["type"] == ERROR_TYPE:
-        return str(error["ctx"]["message"])
     if error["type"] == "json_invalid":
         # FastAPI puts the character offset of a parse error where a field's name goes: ("body", 9)
         # would read "9 is not valid JSON"
@@ -123,12 +120,7 @@ def _words(error: Any) -> str:
         given = json.dumps(error.get("input"), default=str)
         shown = given if len(given) <= 60 else given[:57] + "..."
         return f"the request {error['loc'][0]} must be a JSON object, not {shown}"
-    # a float field's bounds are floats: "more than 0", not "more than 0.0"
-    ctx = {
-        k: int(v) if isinstance(v, float) and v.is_integer() else v
-        for k, v in (error.get("ctx") or {}).items()
-    }
-    return invalid_value(_field(error["loc"]), {**error, "ctx": ctx})
+    return error_words(_field(error["loc"]), error)
 
 
 _NOT_AN_OBJECT = frozenset({"model_type", "model_attributes_type", "dict_type"})

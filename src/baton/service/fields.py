@@ -22,7 +22,7 @@ from pydantic_core import PydanticCustomError, core_schema
 
 from baton.agents import AGENTS
 from baton.agents.base import check_text
-from baton.errors import BadInput
+from baton.errors import BadInput, invalid_value
 from baton.keys import validate_agent, validate_thread
 from baton.models import Mode
 from baton.settings import check_on_limit
@@ -110,6 +110,19 @@ class Rule:
         except BadInput as exc:
             raise PydanticCustomError(ERROR_TYPE, "{message}", {"message": str(exc)}) from None
         return value
+
+
+def error_words(name: str, error: Mapping[str, Any]) -> str:
+    """One of pydantic's errors of the field ``name`` in baton's words: a field's own check's message as
+    it is (it names the field), else what the field takes and was given (:func:`baton.errors.invalid_value`),
+    a float field's bounds said as whole numbers where they are ("more than 0", not "more than 0.0")."""
+    if error["type"] == ERROR_TYPE:
+        return str(error["ctx"]["message"])
+    ctx = {
+        k: int(v) if isinstance(v, float) and v.is_integer() else v
+        for k, v in (error.get("ctx") or {}).items()
+    }
+    return invalid_value(name, {**error, "ctx": ctx})
 
 
 def known_agent(name: str) -> None:

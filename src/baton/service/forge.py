@@ -41,7 +41,8 @@ MergeRequest = Annotated[
     bool | None,
     Query(
         description="true: the thread of the merge request of that number, where a forge numbers issues "
-        "and merge requests apart (GitLab's !N); absent: the issue's thread, else the PR's (one sequence)"
+        "and merge requests apart (GitLab's !N); absent: the issue's own thread, never merge request !N's "
+        "(where one sequence numbers both: the issue's or PR's of that number)"
     ),
 ]
 NO_FORGE = 'no forge is configured: add [forge.<name>] and [repo."owner/name"] to config.toml'
@@ -93,7 +94,7 @@ def threads(
 def thread(
     request: Request, _actor: Reader, forge: str, owner: str, name: str, number: int, pr: MergeRequest = None
 ) -> dict[str, Any]:
-    state = thread_state(loop_of(request), forge, f"{owner}/{name}", number, pr or None)
+    state = thread_state(loop_of(request), forge, f"{owner}/{name}", number, bool(pr))
     if state is None:
         raise HTTPException(
             404, f"{forge}:{owner}/{name}{'!' if pr else '#'}{number} is not bound to a thread"
@@ -136,7 +137,7 @@ def unbind(
     request: Request, actor: Runner, forge: str, owner: str, name: str, number: int, pr: MergeRequest = None
 ) -> dict[str, Any]:
     conversation = f"{forge}:{owner}/{name}{'!' if pr else '#'}{number}"
-    if not unbind_thread(loop_of(request), forge, f"{owner}/{name}", number, actor.name, pr or None):
+    if unbind_thread(loop_of(request), forge, f"{owner}/{name}", number, actor.name, bool(pr)) is None:
         raise HTTPException(404, f"{conversation} is not bound to a thread")
     return {"unbound": conversation}
 

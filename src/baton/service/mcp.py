@@ -5,13 +5,13 @@ thread's summary and diff as resources (:mod:`baton.service.mcp_resources`). A c
 HTTP API does not: the token's scope applies unchanged (``read`` lists and reads, ``run`` starts, answers
 and cancels, ``admin`` raises a budget), every call is audited (:mod:`baton.service.mcp_audit`), and a
 turn runs in the service, so it outlives this process and is found again by its run id. Arguments are
-checked by the API's own field rules before anything is sent; a refusal comes back as a tool error in
-the service's words, never a traceback.
+checked as strictly as the API checks a body, by its own field rules, before anything is sent
+(:mod:`baton.service.mcp_args`); a refusal comes back as a tool error in the service's words.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 import httpx
@@ -22,11 +22,11 @@ from baton.agents import listed
 from baton.asking.questions import MAX_ANSWER
 from baton.errors import BadInput
 from baton.service.budget import Minutes, Tokens, Turns, Usd
-from baton.service.fields import Agent, RepoSpec, Thread
-from baton.service.fields import Prompt as PromptText
+from baton.service.fields import REPO_MAX, Agent, Thread
 from baton.service.mcp_api import Api, EventSource
+from baton.service.mcp_args import checked, with_run_options
 from baton.service.mcp_audit import Audit
-from baton.service.mcp_follow import follow, thread_state
+from baton.service.mcp_follow import budget_view, cancelled, follow, thread_state
 from baton.service.mcp_resources import add_resources
 
 URL_ENV, TOKEN_ENV = "BATON_URL", "BATON_TOKEN"
@@ -44,9 +44,15 @@ INSTRUCTIONS = (
     "show a thread's recent turns and what its agent changed."
 )
 
+# No pattern stated (a long one, on every tool): the service reads a repo (baton.keys.parse_repo) and
+# refuses a bad one in its own words.
 Repo = Annotated[
-    RepoSpec,
-    Field(max_length=2048, description="the repository: its git URL, a path on the service, or its slug"),
+    str,
+    Field(
+        min_length=1,
+        max_length=REPO_MAX,
+        description="the repository: its git URL, a path on the service, or its slug",
+    ),
 ]
 Wait = Annotated[
     float,
@@ -76,35 +82,34 @@ def build_server(
     ``events``: a run's events read in-process (``/mcp``), else from the API's stream."""
     api = Api(url, token, transport, events)
     server: MCPServer = MCPServer(
-        NAME, instructions=INSTRUCTIONS, version="1", log_level="WARNING", extensions=[Audit(api)]
+        NAME,
+        instructions=INSTRUCTIONS,
+        version="1",
+        log_level="WARNING",
+        tools=[checked(fn) for fn in tools(api)],
+        extensions=[Audit(api)],
     )
     add_resources(server, api)
+    return server
 
-    @server.tool()
-    async def start_turn(
-        agent: Annotated[Agent, Field(description=f"the agent CLI: {listed()}")],
-        repo: Repo,
-        thread: Annotated[
-            Thread, Field(description="the unit of work, e.g. issue-42 (the conversation's key)")
-        ],
-        prompt: Annotated[PromptText, Field(description="the instruction for this turn")],
-        ctx: Context,
-        wait: Wait = DEFAULT_WAIT,
-    ) -> dict[str, Any]:
+
+def tools(api: Api) -> list[Callable[..., Any]]:
+    """The tools' functions, each calling ``api``."""
+
+    async def start_turn(ctx: Context, wait: Wait = DEFAULT_WAIT, **options: Any) -> dict[str, Any]:
         """Give a thread a turn: the agent resumes the thread's own conversation in its own worktree (the
-        first turn starts both). Waits up to `wait` seconds: a turn that ended comes back with its
-        outcome and result; one still running with its run_id, for get_run."""
-        body = {"agent": agent, "repo": repo, "thread": thread, "prompt": prompt}
+        first turn starts both). Takes every option of POST /v1/runs (access, egress, setup, timeout,
+        caps…; the token's scope decides). Waits up to `wait` seconds: a turn that ended comes back
+        with its outcome and result; one still running with its run_id, for get_run."""
+        body = {name: value for name, value in options.items() if value is not None}
         queued = await api.call(ctx.request_context.request, "POST", "/v1/runs", body=body)
         return await follow(api, queued["run_id"], wait, ctx)
 
-    @server.tool()
     async def get_run(run_id: RunIdArg, ctx: Context, wait: Wait = 0) -> dict[str, Any]:
         """Follow a turn by its run_id: its status, and once done its outcome, result or question. With
         `wait`, holds until it ends or that many seconds pass."""
         return await follow(api, run_id, wait, ctx)
 
-    @server.tool()
     async def answer_question(
         agent: Agent, repo: Repo, thread: Thread, answer: AnswerText, ctx: Context, wait: Wait = DEFAULT_WAIT
     ) -> dict[str, Any]:
@@ -114,16 +119,17 @@ def build_server(
         queued = await api.call(ctx.request_context.request, "POST", "/v1/answers", body=body)
         return await follow(api, queued["run_id"], wait, ctx)
 
-    @server.tool()
     async def cancel_run(run_id: RunIdArg, ctx: Context) -> dict[str, Any]:
-        """Cancel a queued or running turn (the conversation is kept)."""
-        return await api.call(ctx.request_context.request, "POST", f"/v1/runs/{run_id}/cancel")
+        """Cancel a queued or running turn (the conversation is kept): the run as it stands after
+        the cancel, done (outcome cancelled) or cancelling (its agent being stopped)."""
+        return await cancelled(api, ctx.request_context.request, run_id)
 
-    @server.tool()
     async def list_threads(
         ctx: Context,
         agent: Annotated[Agent | None, Field(description="only this agent's threads")] = None,
-        repo: Annotated[str | None, Field(max_length=2048, description="only this repo's (its slug)")] = None,
+        repo: Annotated[
+            Repo | None, Field(description="only this repository's (as start_turn names it)")
+        ] = None,
         limit: Annotated[int, Field(ge=1, le=200)] = 50,
     ) -> dict[str, Any]:
         """Threads, most recently used first: each key, its state (idle, running…) and its last outcome
@@ -133,7 +139,6 @@ def build_server(
         keep = ("agent", "repo", "thread", "status", "last_outcome", "last_used_at", "branch")
         return {"threads": [{k: s.get(k) for k in keep} for s in page.get("sessions", [])]}
 
-    @server.tool()
     async def read_thread(
         agent: Agent,
         repo: Repo,
@@ -147,7 +152,6 @@ def build_server(
         key = {"agent": agent, "repo": repo, "thread": thread}
         return await thread_state(api, ctx.request_context.request, key, turns)
 
-    @server.tool()
     async def raise_budget(
         agent: Agent,
         repo: Repo,
@@ -160,17 +164,19 @@ def build_server(
         wait: Wait = DEFAULT_WAIT,
     ) -> dict[str, Any]:
         """Raise a thread's spending caps (an admin token's to do): a thread parked at its cap resumes
-        with its parked instruction, followed as start_turn does. Without an amount, shows the caps."""
+        with its parked instruction, followed as start_turn does. Without an amount, shows the caps
+        (amounts as `baton budget` shows them: $4.80, 120,000 tokens)."""
         amounts = {"usd": usd, "tokens": tokens, "minutes": minutes, "turns": turns}
         body: dict[str, Any] = {"agent": agent, "repo": repo, "thread": thread}
         body |= {name: value for name, value in amounts.items() if value is not None}
         done = await api.call(ctx.request_context.request, "POST", "/v1/budget", body=body)
-        view = {name: done.get(name) for name in ("target", "caps", "raised", "resumed")}
+        view = budget_view(done)
         if done.get("run_id"):
             view["turn"] = await follow(api, done["run_id"], wait, ctx)
         return view
 
-    return server
+    start_turn = with_run_options(start_turn, {"repo": Repo})
+    return [start_turn, get_run, answer_question, cancel_run, list_threads, read_thread, raise_budget]
 
 
 def from_environment(environ: Mapping[str, str]) -> MCPServer:

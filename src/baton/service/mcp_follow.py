@@ -17,8 +17,10 @@ import anyio
 from mcp.server.mcpserver import Context
 
 from baton.agents.events import LogRenderer, clip
+from baton.caps.model import Measure, shown
 from baton.service.mcp_api import Api, Refused
 
+CANCEL_WAIT = 5.0  # seconds cancel_run waits for a running turn's agent to be stopped
 MAX_TEXT = 8000  # characters of a turn's result or an error shown; the run keeps it whole
 IN_FLIGHT = 20  # the newest runs of a thread read_thread looks through for those not done
 RUN_FIELDS = (
@@ -119,3 +121,35 @@ async def thread_state(api: Api, request: Any, key: Mapping[str, str], turns: in
             raise
         session = {**key, "status": "queued"}
     return {**thread_view(session, turns), "in_flight": in_flight}
+
+
+async def cancelled(api: Api, request: Any, run_id: str) -> dict[str, Any]:
+    """Cancel the run, and show it as it then stands: done (outcome cancelled) once its agent is
+    stopped, which ``CANCEL_WAIT`` seconds usually see, else ``cancelling``."""
+    said = await api.call(request, "POST", f"/v1/runs/{run_id}/cancel")
+    params = {"wait": CANCEL_WAIT}
+    run = await api.call(
+        request, "GET", f"/v1/runs/{said['run_id']}", params=params, timeout=CANCEL_WAIT + 30
+    )
+    view = turn_view(run)
+    if view["status"] != "done":
+        view["status"] = "cancelling"
+        view["next"] = "its agent is being stopped: get_run with this run_id shows it done (cancelled)"
+    return view
+
+
+def budget_view(done: Mapping[str, Any]) -> dict[str, Any]:
+    """``raise_budget``'s answer: whose caps, each cap with its amounts as ``baton budget`` shows them
+    ($4.80, 120,000 tokens), the raises recorded and what became of a parked thread."""
+    view = {name: done.get(name) for name in ("target", "raised", "resumed")}
+    view["caps"] = [_cap(cap) for cap in done.get("caps") or []]
+    return view
+
+
+def _cap(cap: Mapping[str, Any]) -> dict[str, Any]:
+    measure = Measure(cap["measure"])
+    amounts = {
+        name: "none" if cap.get(name) is None else shown(measure, float(cap[name]))
+        for name in ("cap", "raised", "limit", "spent")
+    }
+    return {"scope": cap.get("scope"), "measure": measure.value, **amounts, "reached": cap.get("reached")}

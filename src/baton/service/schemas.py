@@ -15,6 +15,7 @@ from baton.caps.model import MAXIMA, Measure
 from baton.runner.request import Doc, RequestField, RunJson, RunRequest, request_fields
 from baton.runner.resolve import MAX_CPU, MAX_PIDS, MAX_RETRIES, MAX_SECONDS
 from baton.service import fields as rule
+from baton.settings import SIZE_PATTERN
 
 # What an option of a run takes beyond its type, checked (or, for repo, stated) as the runner checks it;
 # an option not named here takes any value of its type (an enum: its members).
@@ -38,7 +39,7 @@ RULES: dict[str, Any] = {
     "timeout": Annotated[float, Strict(), Field(gt=0, le=int(MAX_SECONDS))],
     "retries": Annotated[int, Strict(), Field(ge=0, le=MAX_RETRIES), rule.INTEGRAL],
     # a size as the settings take it (settings.parse_size): 1073741824, 512M, 4G, 1.5GiB; 0: no limit
-    "memory": Annotated[str, Field(pattern=r"^\s*\d+(\.\d+)?\s*[KMGTkmgt]?([iI]?[bB])?\s*$", max_length=32)],
+    "memory": Annotated[str, Field(pattern=SIZE_PATTERN, max_length=32)],
     "pids": Annotated[int, Strict(), Field(ge=0, le=MAX_PIDS), rule.INTEGRAL],
     # an egress allow-list as the setting takes it (baton.allowlist): presets and hosts, comma-separated
     "egress": Annotated[str, Field(pattern=r"^[A-Za-z0-9.*:, -]+$", min_length=1, max_length=4096)],
@@ -59,16 +60,22 @@ def body_model(name: str, doc: str, schema: type[RunRequest] = RunRequest) -> ty
     with the rules between options (``allOf``). Pydantic checks the types and the single fields' rules,
     once: the route builds the request from the validated body, and the runner's check refuses the rest
     in the same words as on the command line."""
-    fields: dict[str, Any] = {
-        f.name: (_ruled(f), Field(... if f.required else f.default, description=f.option.description))
-        for f in request_fields(schema, queued=True)
-    }
+    fields: dict[str, Any] = dict(run_fields(schema))
 
     def between(stated: dict[str, Any]) -> None:  # read when the schema is generated, as Agent's enum
         stated["allOf"] = rule.run_rules(list(AGENTS))
 
     config = ConfigDict(extra="forbid", json_schema_extra=between)
     return create_model(name, __config__=config, __doc__=doc, **fields)
+
+
+def run_fields(schema: type[RunRequest] = RunRequest) -> dict[str, tuple[Any, Any]]:
+    """The fields of a queued run's body, each ``(type with its rule, Field)``: its default and
+    description; also the options of the MCP tool ``start_turn`` (:mod:`baton.service.mcp_args`)."""
+    return {
+        f.name: (_ruled(f), Field(... if f.required else f.default, description=f.option.description))
+        for f in request_fields(schema, queued=True)
+    }
 
 
 def _ruled(f: RequestField) -> Any:

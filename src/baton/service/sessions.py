@@ -22,6 +22,7 @@ from baton.models import SessionStatus
 from baton.service.auth import Actor, require
 from baton.service.fields import Agent, Thread
 from baton.service.records import TokenScope
+from baton.service.runs import slug_of
 from baton.sessions.lineage import lineage
 from baton.sessions.manage import Scope, get_session, reset_session, resolve_key
 from baton.settings import Settings
@@ -156,16 +157,17 @@ def list_sessions(
     request: Request,
     actor: Reader,
     agent: str | None = None,
-    repo: Annotated[str | None, Query(description="slug")] = None,
+    repo: Annotated[str | None, Query(description="a slug, git URL or local path")] = None,
     status: SessionStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> SessionPage:
-    """Most recently used first. ``repo`` is a slug (``github.com/acme/api``); page with ``limit`` and
-    ``offset`` (``next_offset`` is null on the last page)."""
+    """Most recently used first. ``repo`` names a repository as a run does (its slug,
+    ``github.com/acme/api``, its git URL or its path here); page with ``limit`` and ``offset``
+    (``next_offset`` is null on the last page)."""
     _settings, store = _state(request)
     # one row more than the page tells whether there is a next page without counting them all
-    rows = store.list_sessions(agent=agent, repo=repo, status=status, limit=limit + 1, offset=offset)
+    rows = store.list_sessions(agent=agent, repo=slug_of(repo), status=status, limit=limit + 1, offset=offset)
     return SessionPage(
         sessions=[SessionOut(**s.to_json()) for s in rows[:limit]],
         limit=limit,

@@ -1,10 +1,10 @@
 """The command line the three mock model servers share: ``python -m baton.testing.mock_anthropic``
 (``mock_openai``, ``mock_gemini``) ``[--port N] [--print-env]`` (:func:`main`). A mock serves on
 127.0.0.1 only, on ``--port`` or a free port, until Ctrl-C or SIGTERM, then exits 0 without a
-traceback; on start it prints its URL alone on the first line (a script can read it), then paste-able
-shell lines that point the agent CLI at it. ``--print-env`` prints only those lines for ``--port`` and
-exits, for ``eval "$(… --port N --print-env)"``; a mock serving several agents (the OpenAI mock) prints a
-block per agent, or one with ``--agent NAME``, and ``--print-config`` that agent's config file.
+traceback; on start it prints its URL alone on the first line (a script can read it), then one comment
+line: the command whose output points the agent CLI at it. ``--print-env`` prints those shell lines for
+``--port`` and exits, for ``eval "$(… --port N --print-env)"``; a mock serving several agents (the OpenAI
+mock) prints a block per agent, or one with ``--agent NAME``, and ``--print-config`` that agent's config.
 ``--item-tokens N`` and ``--max-prompt-tokens N`` make it report large usage and refuse an over-long
 prompt the way its vendor does (:class:`baton.testing._http.MockServer`).
 """
@@ -21,8 +21,8 @@ from baton.testing import stopping
 from baton.testing._http import MockServer
 
 EPILOG = """\
-On start it prints its URL on the first line, then what to export to point the agent at it (valid
-shell: comments and one export line). Ctrl-C or SIGTERM stops it."""
+On start it prints its URL on the first line, then one comment line: the --print-env command whose
+output (valid shell: comments and export lines) points the agent at it. Ctrl-C or SIGTERM stops it."""
 
 
 def _port(text: str) -> int:
@@ -100,6 +100,13 @@ def shell_lines(servers: Sequence[type[MockServer[Any]]], port: int) -> list[str
     return [line for i, block in enumerate(blocks) for line in ([""] if i else []) + block]
 
 
+def hint(module: str, port: int, agent: str | None = None) -> str:
+    """The one line a serving mock prints below its URL: how to point an agent at it."""
+    only = f" --agent {agent}" if agent else ""
+    command = f"python -m baton.testing.{module} --port {port}{only} --print-env"
+    return f'# point an agent at it: eval "$({command})"'
+
+
 def main(
     server: type[MockServer[Any]],
     module: str,
@@ -138,7 +145,7 @@ def main(
         return 1
     try:
         if not stopping.pending():
-            print("\n".join([mock.url, *shell_lines(chosen, mock.port)]), flush=True)
+            print(f"{mock.url}\n{hint(module, mock.port, agent)}", flush=True)
         stopping.wait()
     finally:
         mock.stop()
