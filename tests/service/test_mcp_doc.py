@@ -1,6 +1,7 @@
 """docs/mcp.md's set-up as a newcomer pastes it, in one bash whose ``PATH`` starts with the virtualenv
 ``make setup`` made (what ``. .venv/bin/activate`` does): the service started, a token made, Claude Code
-told of ``baton mcp`` (stdio) and of ``/mcp`` (HTTP), and ``claude mcp list`` finding both connected.
+told of ``baton mcp`` (stdio) and of ``/mcp`` (HTTP), and ``claude mcp list`` finding both connected
+(and ``baton mcp`` failed, not connected, with a token the service refuses).
 Only the port is swapped for a free one (``--port`` given to ``baton serve``); ``claude`` is the one
 the virtualenv links (the Makefile's link of the bundled CLI), its configuration a throwaway
 ``CLAUDE_CONFIG_DIR``."""
@@ -11,6 +12,7 @@ import os
 import re
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -65,6 +67,15 @@ def test_the_set_up_blocks_run_as_pasted_with_the_virtualenvs_claude(tmp_path: P
             shell.paste(blocks[2].replace("8765", port) + "\nclaude mcp list")
             said = f"baton-http: http://127.0.0.1:{port}/mcp (HTTP) - ✔ Connected"
             assert said in shell.output, shell.output[-3000:]
+            before = len(shell.output)
+            shell.paste("BATON_TOKEN=not-a-token claude mcp list; echo listed")
+            for _ in range(600):
+                if "listed\n" in shell.output[before:]:
+                    break
+                time.sleep(0.1)
+            listed = shell.output[before:]
+            refused = "baton: baton mcp - ✘ Failed to connect — -32001: baton mcp: the service at"
+            assert refused in listed and "refused the token (401)" in listed, listed[-3000:]  # not Connected
         finally:
             assert shell.proc is not None
             os.killpg(shell.proc.pid, signal.SIGTERM)  # the pasted `baton serve &` too
