@@ -232,6 +232,7 @@ def test_a_cancelled_call_is_not_answered_and_the_next_one_is() -> None:
     assert process.returncode == 0, err.decode()
     assert b'"id": 7' not in out and b'"id":7' not in out  # nothing answered the cancelled call
     assert [m.get("method") for _, _, m in seen.posts].count("notifications/cancelled") == 0
+    assert [m.get("id") for _, _, m in seen.posts].count(7) == 1  # not sent again on a new connection
 
 
 @pytest.mark.parametrize("environ", [{"BATON_URL": "", "BATON_TOKEN": "x"}, {"BATON_URL": "ftp://x"}])

@@ -104,9 +104,9 @@ class Service:
             except (OSError, HTTPException) as exc:
                 connection.close()
                 # a kept-alive connection the service closed before it read the message: sent again
-                if not (
-                    reused and isinstance(exc, ConnectionResetError | BrokenPipeError | RemoteDisconnected)
-                ):
+                # (not one the client's cancel closed: that one has left ``connections``)
+                stale = isinstance(exc, ConnectionResetError | BrokenPipeError | RemoteDisconnected)
+                if not (reused and stale and connections):
                     raise Failed(UNREACHABLE, f"baton serve at {self.url} cannot be reached: {exc}") from None
         answers: list[
             bytes
@@ -262,13 +262,15 @@ class Relay:
             self.service.headers["MCP-Protocol-Version"] = version
 
     def _exchange(self, request_id: Any, body: bytes) -> None:
-        """Post one message; write what answers it (nothing for a notification's 202)."""
+        """Post one message; write what answers it (nothing for a notification's 202, nothing once
+        the client cancelled it)."""
         connections: list[HTTPConnection] = []
         if request_id is not None:
             self._calls[request_id] = connections
         try:
             for answer in self.service.post(body, connections):
-                self.write(answer)
+                if request_id not in self._cancelled:
+                    self.write(answer)
         except Failed as exc:
             if request_id is not None and request_id not in self._cancelled:
                 self._error(request_id, exc.code, str(exc))
@@ -278,15 +280,17 @@ class Relay:
                 self._cancelled.discard(request_id)
 
     def _cancel(self, request_id: Any) -> None:
-        """End a call the client gave up on: its connection closed, no answer written."""
+        """End a call the client gave up on: its connection closed (and not taken for the stale one a
+        message is sent again after), no answer written."""
         connections = self._calls.get(request_id)
-        if not connections:
+        if connections is None:
             return
         self._cancelled.add(request_id)
-        sock = connections[0].sock
-        if sock is not None:
-            with contextlib.suppress(OSError):  # it has just ended
-                sock.shutdown(socket.SHUT_RDWR)
+        for connection in connections[:1]:
+            connections.clear()
+            if connection.sock is not None:
+                with contextlib.suppress(OSError):  # it has just ended
+                    connection.sock.shutdown(socket.SHUT_RDWR)
 
     def _error(self, request_id: Any, code: int, said: str) -> None:
         error = {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": said}}
