@@ -1,17 +1,17 @@
-"""``baton mcp``: baton's threads as tools of an MCP server (the official SDK's ``MCPServer``, stdio), for
-any MCP client (Claude Code, Codex, Cursor…) to start, follow, answer, cancel and fund turns, and read a
-thread's summary and diff as resources (:mod:`baton.service.mcp_resources`). A client of a running
-``baton serve`` (:data:`URL_ENV`, :data:`TOKEN_ENV`; :mod:`baton.service.mcp_api`) that does nothing the
-HTTP API does not: the token's scope applies unchanged (``read`` lists and reads, ``run`` starts, answers
-and cancels, ``admin`` raises a budget), every call is audited (:mod:`baton.service.mcp_audit`), and a
-turn runs in the service, so it outlives this process and is found again by its run id. Arguments are
-checked as strictly as the API checks a body, by its own field rules, before anything is sent
-(:mod:`baton.service.mcp_args`); a refusal comes back as a tool error in the service's words.
+"""baton's threads as tools of an MCP server (the official SDK's ``MCPServer``), served at ``/mcp`` of
+``baton serve`` (:mod:`baton.service.mcp_http`) and relayed to by ``baton mcp`` over stdio
+(:mod:`baton.service.mcp_stdio`), for any MCP client to start, follow, answer, cancel and fund turns, and
+read a thread's summary and diff as resources (:mod:`baton.service.mcp_resources`). It does nothing the
+HTTP API does not (:mod:`baton.service.mcp_api`): the token's scope applies unchanged (``read`` lists and
+reads, ``run`` starts, answers and cancels, ``admin`` raises a budget), every call is audited
+(:mod:`baton.service.mcp_audit`), and a turn runs in the service, found again by its run id. Arguments are
+checked as strictly as the API checks a body, before anything is sent (:mod:`baton.service.mcp_args`); a
+refusal comes back as a tool error in the service's words.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import httpx
@@ -20,7 +20,6 @@ from pydantic import Field
 
 from baton.agents import listed
 from baton.asking.questions import MAX_ANSWER
-from baton.errors import BadInput
 from baton.service.budget import Minutes, Tokens, Turns, Usd
 from baton.service.fields import REPO_MAX, Agent, Thread
 from baton.service.mcp_api import Api, EventSource
@@ -29,7 +28,6 @@ from baton.service.mcp_audit import Audit
 from baton.service.mcp_follow import budget_view, cancelled, follow, thread_state
 from baton.service.mcp_resources import add_resources
 
-URL_ENV, TOKEN_ENV = "BATON_URL", "BATON_TOKEN"
 NAME = "baton"
 MAX_WAIT = 120.0  # seconds one tool call may hold for a turn: clients time a call out (Claude Code: minutes)
 DEFAULT_WAIT = 20.0
@@ -177,18 +175,3 @@ def tools(api: Api) -> list[Callable[..., Any]]:
 
     start_turn = with_run_options(start_turn, {"repo": Repo})
     return [start_turn, get_run, answer_question, cancel_run, list_threads, read_thread, raise_budget]
-
-
-def from_environment(environ: Mapping[str, str]) -> MCPServer:
-    """The server for the service and token the environment names; BadInput naming what is missing."""
-    url, token = environ.get(URL_ENV, "").strip(), environ.get(TOKEN_ENV, "").strip()
-    missing = [name for name, value in ((URL_ENV, url), (TOKEN_ENV, token)) if not value]
-    if missing:
-        raise BadInput(
-            f"baton mcp talks to a running `baton serve`: set {' and '.join(missing)} "
-            f"({URL_ENV}: its URL, e.g. http://127.0.0.1:8765; "
-            f"{TOKEN_ENV}: a token from `baton tokens create`)"
-        )
-    if not url.startswith(("http://", "https://")):
-        raise BadInput(f"{URL_ENV} must be an http:// or https:// URL, not {url!r}")
-    return build_server(url, token)
