@@ -55,6 +55,60 @@ def test_a_conversation_is_created_loaded_by_id_and_grows(settings: Settings, sr
     assert second.run.result == "fake acp reply: received 4 messages", "the history came along"
 
 
+def restored(result: RunResult) -> tuple[str, int]:
+    """How the turn's conversation was restored (the bridge's ``acp.session`` event), and how many
+    ``session/update`` notifications that sent."""
+    log = [json.loads(line) for line in Path(result.run.log_path).read_text().splitlines()]
+    session = next(e for e in log if e.get("type") == "acp.session")
+    return session["restored"], session["replayed"]
+
+
+@pytest.mark.parametrize(
+    ("advertised", "method", "replayed"),
+    [
+        ("", "session/load", 2),  # not advertised: the history replayed by a load
+        ("1", "session/resume", 0),  # advertised: resumed, nothing sent back
+        ("absent", "session/load", 2),  # advertised, but method not found: loaded after all
+    ],
+)
+def test_a_conversation_is_resumed_where_the_agent_advertises_it_else_loaded(
+    settings: Settings,
+    src_repo: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    advertised: str,
+    method: str,
+    replayed: int,
+) -> None:
+    monkeypatch.setenv("FAKE_ACP_RESUME", advertised)
+    first = go(settings, src_repo, "outline the parser")
+    assert restored(first) == ("", 0)
+    second = go(settings, src_repo, "write it")
+    assert second.ok and second.run.mode == Mode.RESUME, second.run.error
+    assert second.session.agent_session_id == first.session.agent_session_id
+    assert restored(second) == (method, replayed)
+    assert second.run.result == "fake acp reply: received 4 messages", "the history came along"
+    shown = [e.text for e in LogRenderer(ACP_NAME).feed(Path(second.run.log_path).read_text().splitlines())]
+    said = "resumed" if method == "session/resume" else f"loaded ({replayed} replayed)"
+    assert f"session {second.session.agent_session_id} · {said}" in shown
+
+
+def test_a_resume_the_agent_refuses_is_a_lost_conversation_then_recovered(
+    settings: Settings, store: Store, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused as a conversation it does not have (not as a method it lacks): no load is tried after it."""
+    monkeypatch.setenv("FAKE_ACP_RESUME", "1")
+    first = go(settings, src_repo, "one")
+    store.delete_snapshot(ACP_NAME, first.session.repo, "acp")
+    for path in next((settings.home / "keys" / ACP_NAME).rglob("sessions")).iterdir():
+        path.write_text("garbled")
+    after = go(settings, src_repo, "two")
+    assert after.ok, after.run.error
+    assert [a.outcome for a in after.attempts] == [Outcome.SESSION_LOST, Outcome.SUCCEEDED]
+    log = [json.loads(line) for line in Path(after.attempts[0].log_path).read_text().splitlines()]
+    assert [e["step"] for e in log if e.get("type") == "acp.error"] == ["session/resume"]
+    assert after.run.mode == Mode.RECOVER and after.session.agent_session_id != first.session.agent_session_id
+
+
 @pytest.mark.parametrize(
     ("access", "made", "ran"),
     [(Access.READ, False, False), (Access.EDIT, True, False), (Access.FULL, True, True)],

@@ -4,8 +4,10 @@ conversation, its credentials and model settings). Each turn runs the ACP bridge
 (:mod:`baton.agents.acpbridge`) as the agent process, and :meth:`AcpAgent.on_event` reads its JSON events
 into the turn, so the runner treats an ACP agent as every CLI (walls, containment, timeouts, snapshots,
 hand-offs). Modes: ``fresh`` (``session/new``, the agent's id from the ``acp.session`` event) and
-``resume`` (``session/load``; a refused load is a lost conversation, recovered with a recap);
-``continue`` and ``fork`` are not offered (ACP's ``session/fork`` is unstable, and not every agent has it).
+``resume`` (``session/resume`` where the agent advertises it, which sends no history back, else
+``session/load``: :func:`baton.agents.acpbridge.restore`; a refused one is a lost conversation, recovered
+with a recap); ``continue`` and ``fork`` are not offered (ACP's ``session/fork`` is unstable, and not
+every agent has it).
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ class AcpAgent(AgentBase):
 
     def server_args(self, servers: tuple[McpServer, ...]) -> list[str]:
         """The agent's own flags that give it ``servers``, for an agent that takes no MCP server over
-        ACP; [] (the default): they go in ``session/new`` and ``session/load``."""
+        ACP; [] (the default): they go in ``session/new`` and in its restore (resume or load)."""
         return []
 
     def access_args(self, access: Access) -> list[str]:
