@@ -92,6 +92,20 @@ def test_a_conversation_is_resumed_where_the_agent_advertises_it_else_loaded(
     assert f"session {second.session.agent_session_id} · {said}" in shown
 
 
+def test_an_adapter_that_does_not_resume_loads_where_the_agent_advertises_resume(
+    settings: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``AcpAgent.resumes = False`` (a release whose resume misbehaves): loaded all the same."""
+    from tests.support.fake_acp import FakeAcpAgent
+
+    monkeypatch.setenv("FAKE_ACP_RESUME", "1")
+    monkeypatch.setattr(FakeAcpAgent, "resumes", False)
+    go(settings, src_repo, "one")
+    second = go(settings, src_repo, "two")
+    assert second.ok and restored(second) == ("session/load", 2), second.run.error
+    assert second.run.result == "fake acp reply: received 4 messages"
+
+
 def test_a_resume_the_agent_refuses_is_a_lost_conversation_then_recovered(
     settings: Settings, store: Store, src_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

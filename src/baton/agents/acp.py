@@ -52,6 +52,9 @@ class AcpAgent(AgentBase):
     # its ``initialize`` answer's ``agentInfo.version`` is the one ``--version`` prints: the turn reports it
     # (remembered per binary), and the CLI is never started only to be asked (OpenCode: 0.7 s of CPU)
     reports_version: ClassVar[bool] = False
+    # where the agent advertises ``session/resume``, a conversation is restored with it (its history not
+    # sent back, as ``session/load`` does); False: always loaded (a release whose resume misbehaves)
+    resumes: ClassVar[bool] = True
 
     def __init__(self, name: str, home: Path, command: list[str] | None = None) -> None:
         super().__init__(home)
@@ -92,6 +95,7 @@ class AcpAgent(AgentBase):
             argv += ["--mcp", json.dumps(given)]
         if mode == Mode.RESUME:
             argv += ["--session", need_session(session_id, mode)]
+            argv += [] if self.resumes else ["--restore", "load"]
         elif mode not in (Mode.FRESH, Mode.RECOVER):
             raise AgentError(f"mode {mode.value!r} cannot be launched directly")
         if self.bound_to_cwd:
