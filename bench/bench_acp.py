@@ -196,7 +196,7 @@ def run_group(suite: Suite, repos: Repos) -> None:
 
 GROUP = Group(
     "acp",
-    "26a, 26b: a resumed OpenCode turn, and its restore alone, by `session/resume` ÷ by `session/load`",
+    "26a-26c: a resumed OpenCode turn by `session/resume` ÷ by `session/load` (restore, CPU, wall)",
     run_group,
 )
 
