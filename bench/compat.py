@@ -181,7 +181,7 @@ advertises in its `initialize` answer: `session/resume` (restored without its hi
 baton, which only counts it). Pinned releases: **OpenCode 1.18.33 resumes with `session/resume`**;
 **Copilot CLI 1.0.102 loads with `session/load`** (it advertises `close` and `list` only). Checked on the
 pinned releases by `tests/agents/test_acp_resume_real.py` (the older and newest columns' releases were
-not asked); the cost of each: bench rows 26a/26b (bench/README.md).
+not asked); the cost of each: bench rows 26a-26c (bench/README.md).
 """
 
 
