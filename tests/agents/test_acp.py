@@ -92,6 +92,47 @@ def test_a_conversation_is_resumed_where_the_agent_advertises_it_else_loaded(
     assert f"session {second.session.agent_session_id} · {said}" in shown
 
 
+@pytest.mark.parametrize(
+    ("advertised", "resume", "refusal", "asked"),
+    [
+        (True, True, None, ["session/resume"]),
+        (True, True, -32601, ["session/resume", "session/load"]),  # method not found: it has none
+        (True, True, -32602, ["session/resume", "session/load"]),  # invalid params: not as sent
+        (True, True, -32002, ["session/resume"]),  # not found: lost, no load tried after it
+        (False, True, None, ["session/load"]),
+        (True, False, None, ["session/load"]),  # the adapter's choice (``resumes = False``)
+    ],
+)
+def test_restore_resumes_where_advertised_and_loads_otherwise(
+    advertised: bool, resume: bool, refusal: int | None, asked: list[str]
+) -> None:
+    from typing import Any, cast
+
+    from baton.agents.acpbridge import Peer, restore
+
+    class Agent:
+        """What :func:`restore` uses of a peer: ``call`` (recorded) and ``replaying``."""
+
+        def __init__(self) -> None:
+            self.asked: list[str] = []
+            self.replaying = False
+
+        def call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+            assert self.replaying and params == {"sessionId": "s", "cwd": "/w", "mcpServers": []}
+            self.asked.append(method)
+            if method == "session/resume" and refusal is not None:
+                return {"error": {"code": refusal, "message": "no"}}
+            return {"result": {}}
+
+    agent = Agent()
+    capabilities: dict[str, object] = {"loadSession": True}
+    if advertised:
+        capabilities["sessionCapabilities"] = {"resume": {}}
+    method, answer = restore(cast(Peer, agent), {"agentCapabilities": capabilities}, "s", "/w", [], resume)
+    assert agent.asked == asked and method == asked[-1] and not agent.replaying
+    assert ("error" in answer) is (refusal == -32002)
+
+
 def test_an_adapter_that_does_not_resume_loads_where_the_agent_advertises_resume(
     settings: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
