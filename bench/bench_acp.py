@@ -179,7 +179,7 @@ def note(rows: list[Row]) -> str:
         f"`session/load` (paired {paired(restore)}); the turn's processes' CPU {cpu.candidate:.2f} s "
         f"against {cpu.baseline:.2f} s (paired {paired(cpu)}); the whole turn {wall.candidate:.2f} s "
         f"against {wall.baseline:.2f} s (paired {paired(wall)}, pair ratios "
-        f"{min(diff):.2f}-{max(diff):.2f}{TIMES}: the machine's load, not the restore, sets it); the load "
+        f"{min(diff):.2f}-{max(diff):.2f}{TIMES}); the load "
         f"replayed a median {median(replayed['baseline']):.0f} `session/update` notifications, the resume "
         f"{median(replayed['candidate']):.0f}."
     )

@@ -59,7 +59,7 @@ class Peer:
         self.waiting: dict[int, queue.Queue[dict[str, Any]]] = {}
         self.lock = threading.Lock()
         self.session = ""
-        self.replaying = False  # a session/load replays the history: not this turn's
+        self.replaying = False  # what a restore sends (a load: the history) is not this turn's
         self.replayed = 0
         self.restored = ""  # how an existing conversation was restored (RESUME or LOAD)
         self.restore_ms = 0  # and how long the agent took to answer it
