@@ -174,6 +174,14 @@ project's mock model servers: *older* → pinned is an operator upgrading to thi
 *newest* is the next pin bump. A scenario passes when every turn succeeded and the carried-on
 turn's request held the first turn's words (the history was whole). CI runs the pinned column
 (`tests/agents/test_compat.py`). Pin bumps: docs/release.md.
+
+The two agents driven over the Agent Client Protocol restore a conversation the way their release
+advertises in its `initialize` answer: `session/resume` (restored without its history sent back) where
+`agentCapabilities.sessionCapabilities.resume` is there, else `session/load` (the history replayed to
+baton, which only counts it). Pinned releases: **OpenCode 1.18.33 resumes with `session/resume`**;
+**Copilot CLI 1.0.102 loads with `session/load`** (it advertises `close` and `list` only). Checked on the
+pinned releases by `tests/agents/test_acp_resume_real.py` (the older and newest columns' releases were
+not asked); the cost of each: bench rows 27a-27c (bench/README.md).
 """
 
 

@@ -36,6 +36,7 @@ def agent_versions(groups: list[str], scratch: Path) -> dict[str, str]:
     """The version of every agent CLI the selected groups run (found the way baton finds them)."""
     settings = load_settings(overrides={"home": str(scratch)}, environ={})
     wanted = [a for a in ("claude", "codex", "gemini") if a in groups or "hydrate" in groups]
+    wanted += ["opencode"] if "acp" in groups else []
     found: dict[str, str] = {}
     for agent in wanted:
         try:  # reported under the table; the benchmark itself fails with the details
@@ -50,7 +51,7 @@ def agent_versions(groups: list[str], scratch: Path) -> dict[str, str]:
 
 def versions(agents: dict[str, str], scratch: Path, probe: float | None) -> list[str]:
     fs = sh(["stat", "-f", "-c", "%T", str(scratch.parent)]).strip()
-    names = {"claude": "Claude Code", "codex": "Codex CLI", "gemini": "Gemini CLI"}
+    names = {"claude": "Claude Code", "codex": "Codex CLI", "gemini": "Gemini CLI", "opencode": "OpenCode"}
     return [
         *[f"- {names[agent]}: {version}" for agent, version in agents.items()],
         f"- {sh(['git', '--version']).strip()}",

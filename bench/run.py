@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import _venv  # noqa: F401  (re-runs with .venv's interpreter when baton is missing)
+import bench_acp
 import bench_claude
 import bench_cli
 import bench_contain
@@ -57,6 +58,7 @@ GROUPS = {
         bench_claude.GROUP,
         CODEX,
         GEMINI,
+        bench_acp.GROUP,
         bench_hydrate.GROUP,
         bench_fake.GROUP,
         bench_git.GROUP,
@@ -84,7 +86,8 @@ GROUPS = {
 }
 # The order they run in: those that need only the small repository first.
 RUN_ORDER = (
-    *("claude", "codex", "gemini", "hydrate", "cli", "service", "mcp", "forge", "gitlab", "app", "dashboard"),
+    *("claude", "codex", "gemini", "acp", "hydrate", "cli", "service", "mcp", "forge", "gitlab", "app"),
+    "dashboard",
     *("leases", "workers"),
     "quota",
     "landlock",

@@ -55,6 +55,115 @@ def test_a_conversation_is_created_loaded_by_id_and_grows(settings: Settings, sr
     assert second.run.result == "fake acp reply: received 4 messages", "the history came along"
 
 
+def restored(result: RunResult) -> tuple[str, int]:
+    """How the turn's conversation was restored (the bridge's ``acp.session`` event), and how many
+    ``session/update`` notifications that sent."""
+    log = [json.loads(line) for line in Path(result.run.log_path).read_text().splitlines()]
+    session = next(e for e in log if e.get("type") == "acp.session")
+    return session["restored"], session["replayed"]
+
+
+@pytest.mark.parametrize(
+    ("advertised", "method", "replayed"),
+    [
+        ("", "session/load", 2),  # not advertised: the history replayed by a load
+        ("1", "session/resume", 0),  # advertised: resumed, nothing sent back
+        ("absent", "session/load", 2),  # advertised, but method not found: loaded after all
+    ],
+)
+def test_a_conversation_is_resumed_where_the_agent_advertises_it_else_loaded(
+    settings: Settings,
+    src_repo: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    advertised: str,
+    method: str,
+    replayed: int,
+) -> None:
+    monkeypatch.setenv("FAKE_ACP_RESUME", advertised)
+    first = go(settings, src_repo, "outline the parser")
+    assert restored(first) == ("", 0)
+    second = go(settings, src_repo, "write it")
+    assert second.ok and second.run.mode == Mode.RESUME, second.run.error
+    assert second.session.agent_session_id == first.session.agent_session_id
+    assert restored(second) == (method, replayed)
+    assert second.run.result == "fake acp reply: received 4 messages", "the history came along"
+    shown = [e.text for e in LogRenderer(ACP_NAME).feed(Path(second.run.log_path).read_text().splitlines())]
+    said = "resumed" if method == "session/resume" else f"loaded ({replayed} replayed)"
+    assert f"session {second.session.agent_session_id} · {said}" in shown
+
+
+@pytest.mark.parametrize(
+    ("advertised", "resume", "refusal", "asked"),
+    [
+        (True, True, None, ["session/resume"]),
+        (True, True, -32601, ["session/resume", "session/load"]),  # method not found: it has none
+        (True, True, -32602, ["session/resume", "session/load"]),  # invalid params: not as sent
+        (True, True, -32002, ["session/resume"]),  # not found: lost, no load tried after it
+        (False, True, None, ["session/load"]),
+        (True, False, None, ["session/load"]),  # the adapter's choice (``resumes = False``)
+    ],
+)
+def test_restore_resumes_where_advertised_and_loads_otherwise(
+    advertised: bool, resume: bool, refusal: int | None, asked: list[str]
+) -> None:
+    from typing import Any, cast
+
+    from baton.agents.acpbridge import Peer, restore
+
+    class Agent:
+        """What :func:`restore` uses of a peer: ``call`` (recorded) and ``replaying``."""
+
+        def __init__(self) -> None:
+            self.asked: list[str] = []
+            self.replaying = False
+
+        def call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+            assert self.replaying and params == {"sessionId": "s", "cwd": "/w", "mcpServers": []}
+            self.asked.append(method)
+            if method == "session/resume" and refusal is not None:
+                return {"error": {"code": refusal, "message": "no"}}
+            return {"result": {}}
+
+    agent = Agent()
+    capabilities: dict[str, object] = {"loadSession": True}
+    if advertised:
+        capabilities["sessionCapabilities"] = {"resume": {}}
+    method, answer = restore(cast(Peer, agent), {"agentCapabilities": capabilities}, "s", "/w", [], resume)
+    assert agent.asked == asked and method == asked[-1] and not agent.replaying
+    assert ("error" in answer) is (refusal == -32002)
+
+
+def test_an_adapter_that_does_not_resume_loads_where_the_agent_advertises_resume(
+    settings: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``AcpAgent.resumes = False`` (a release whose resume misbehaves): loaded all the same."""
+    from tests.support.fake_acp import FakeAcpAgent
+
+    monkeypatch.setenv("FAKE_ACP_RESUME", "1")
+    monkeypatch.setattr(FakeAcpAgent, "resumes", False)
+    go(settings, src_repo, "one")
+    second = go(settings, src_repo, "two")
+    assert second.ok and restored(second) == ("session/load", 2), second.run.error
+    assert second.run.result == "fake acp reply: received 4 messages"
+
+
+def test_a_resume_the_agent_refuses_is_a_lost_conversation_then_recovered(
+    settings: Settings, store: Store, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused as a conversation it does not have (not as a method it lacks): no load is tried after it."""
+    monkeypatch.setenv("FAKE_ACP_RESUME", "1")
+    first = go(settings, src_repo, "one")
+    store.delete_snapshot(ACP_NAME, first.session.repo, "acp")
+    for path in next((settings.home / "keys" / ACP_NAME).rglob("sessions")).iterdir():
+        path.write_text("garbled")
+    after = go(settings, src_repo, "two")
+    assert after.ok, after.run.error
+    assert [a.outcome for a in after.attempts] == [Outcome.SESSION_LOST, Outcome.SUCCEEDED]
+    log = [json.loads(line) for line in Path(after.attempts[0].log_path).read_text().splitlines()]
+    assert [e["step"] for e in log if e.get("type") == "acp.error"] == ["session/resume"]
+    assert after.run.mode == Mode.RECOVER and after.session.agent_session_id != first.session.agent_session_id
+
+
 @pytest.mark.parametrize(
     ("access", "made", "ran"),
     [(Access.READ, False, False), (Access.EDIT, True, False), (Access.FULL, True, True)],

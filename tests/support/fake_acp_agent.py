@@ -2,8 +2,9 @@
 JSON-RPC on stdio, as ``opencode acp`` speaks it. Its conversations are JSON files in ``$FAKE_ACP_HOME``
 (default ``$HOME``) ``/sessions/<id>.json``; it replies ``fake acp reply: received N messages`` (N grows
 2, 4, 6 across turns, as the mocks' replies do); a ``[[acp:KIND FILE]]`` marker in a prompt makes it ask
-permission for a tool and use it; ``FAKE_ACP_DELAY`` makes it think (for timeouts and cancels). The
-methods it answers: :func:`handle`.
+permission for a tool and use it; ``FAKE_ACP_DELAY`` makes it think (for timeouts and cancels);
+``FAKE_ACP_RESUME`` makes it advertise ``session/resume`` (:func:`capabilities`). The methods it answers:
+:func:`handle`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ cancelled = threading.Event()
 answers: dict[Any, Any] = {}
 answered = threading.Condition()
 next_id = [1000]
+opened: set[str] = set()  # the conversations made or restored in this process: only these take a prompt
 
 
 def send(message: dict[str, Any]) -> None:
@@ -120,10 +122,37 @@ def prompt(ident: Any, params: dict[str, Any]) -> None:
     )
 
 
+def capabilities() -> dict[str, Any]:
+    """``loadSession``, and ``sessionCapabilities.resume`` when ``FAKE_ACP_RESUME`` is set (``1``: it
+    has ``session/resume``; ``absent``: it advertises it all the same, and answers method not found)."""
+    found: dict[str, Any] = {"loadSession": True}
+    if os.environ.get("FAKE_ACP_RESUME"):
+        found["sessionCapabilities"] = {"resume": {}}
+    return found
+
+
+def restore(method: str, ident: Any, session: str) -> None:
+    """``session/load`` (the history replayed as ``session/update`` notifications) or ``session/resume``
+    (none), or error ``-32002 Session not found`` (a lost conversation); a restored conversation may be
+    prompted (:data:`opened`)."""
+    if method == "session/resume" and os.environ.get("FAKE_ACP_RESUME") != "1":
+        send({"id": ident, "error": {"code": -32601, "message": f"Method not found: {method}"}})
+        return
+    past = history(session)
+    if past is None:
+        send({"id": ident, "error": {"code": -32002, "message": f"Session not found: {session}"}})
+        return
+    for entry in past if method == "session/load" else []:
+        kind = "user_message_chunk" if entry["role"] == "user" else "agent_message_chunk"
+        update(session, {"sessionUpdate": kind, "content": {"type": "text", "text": entry["text"]}})
+    opened.add(session)
+    send({"id": ident, "result": None if method == "session/load" else {}})
+
+
 def handle(message: dict[str, Any]) -> None:
-    """One message: ``initialize`` → protocol 1, ``loadSession``; ``session/new`` → a new id;
-    ``session/load`` → the history replayed as ``session/update`` notifications, or error ``-32002
-    Session not found`` (a lost conversation); ``session/prompt`` → :func:`prompt`; ``session/cancel``
+    """One message: ``initialize`` → protocol 1, :func:`capabilities`; ``session/new`` → a new id;
+    ``session/load`` and ``session/resume`` → :func:`restore`; ``session/prompt`` → :func:`prompt` (of a
+    conversation made or restored here; else ``-32002``); ``session/cancel``
     ends the prompt under way; an answer to one of our own requests wakes :func:`ask`."""
     method, ident, params = message.get("method"), message.get("id"), message.get("params") or {}
     if method is None:  # an answer to one of our requests
@@ -134,25 +163,17 @@ def handle(message: dict[str, Any]) -> None:
         send(
             {
                 "id": ident,
-                "result": {
-                    "protocolVersion": 1,
-                    "agentCapabilities": {"loadSession": True},
-                    "authMethods": [],
-                },
+                "result": {"protocolVersion": 1, "agentCapabilities": capabilities(), "authMethods": []},
             }
         )
     elif method == "session/new":
-        send({"id": ident, "result": {"sessionId": f"ses_{uuid.uuid4().hex[:20]}"}})
-    elif method == "session/load":
-        session = params.get("sessionId", "")
-        past = history(session)
-        if past is None:
-            send({"id": ident, "error": {"code": -32002, "message": f"Session not found: {session}"}})
-            return
-        for entry in past:
-            kind = "user_message_chunk" if entry["role"] == "user" else "agent_message_chunk"
-            update(session, {"sessionUpdate": kind, "content": {"type": "text", "text": entry["text"]}})
-        send({"id": ident, "result": None})
+        session = f"ses_{uuid.uuid4().hex[:20]}"
+        opened.add(session)
+        send({"id": ident, "result": {"sessionId": session}})
+    elif method in ("session/load", "session/resume"):
+        restore(method, ident, params.get("sessionId", ""))
+    elif method == "session/prompt" and params.get("sessionId") not in opened:
+        send({"id": ident, "error": {"code": -32002, "message": "Session not loaded"}})
     elif method == "session/prompt":
         threading.Thread(target=prompt, args=(ident, params), daemon=True).start()
     elif method == "session/cancel":

@@ -4,8 +4,10 @@ conversation, its credentials and model settings). Each turn runs the ACP bridge
 (:mod:`baton.agents.acpbridge`) as the agent process, and :meth:`AcpAgent.on_event` reads its JSON events
 into the turn, so the runner treats an ACP agent as every CLI (walls, containment, timeouts, snapshots,
 hand-offs). Modes: ``fresh`` (``session/new``, the agent's id from the ``acp.session`` event) and
-``resume`` (``session/load``; a refused load is a lost conversation, recovered with a recap);
-``continue`` and ``fork`` are not offered (ACP's ``session/fork`` is unstable, and not every agent has it).
+``resume`` (``session/resume`` where the agent advertises it, which sends no history back, else
+``session/load``: :func:`baton.agents.acpbridge.restore`; a refused one is a lost conversation, recovered
+with a recap); ``continue`` and ``fork`` are not offered (ACP's ``session/fork`` is unstable, and not
+every agent has it).
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ class AcpAgent(AgentBase):
     # its ``initialize`` answer's ``agentInfo.version`` is the one ``--version`` prints: the turn reports it
     # (remembered per binary), and the CLI is never started only to be asked (OpenCode: 0.7 s of CPU)
     reports_version: ClassVar[bool] = False
+    # where the agent advertises ``session/resume``, a conversation is restored with it (its history not
+    # sent back, as ``session/load`` does); False: always loaded (a release whose resume misbehaves)
+    resumes: ClassVar[bool] = True
 
     def __init__(self, name: str, home: Path, command: list[str] | None = None) -> None:
         super().__init__(home)
@@ -90,6 +95,7 @@ class AcpAgent(AgentBase):
             argv += ["--mcp", json.dumps(given)]
         if mode == Mode.RESUME:
             argv += ["--session", need_session(session_id, mode)]
+            argv += [] if self.resumes else ["--restore", "load"]
         elif mode not in (Mode.FRESH, Mode.RECOVER):
             raise AgentError(f"mode {mode.value!r} cannot be launched directly")
         if self.bound_to_cwd:
@@ -102,7 +108,7 @@ class AcpAgent(AgentBase):
 
     def server_args(self, servers: tuple[McpServer, ...]) -> list[str]:
         """The agent's own flags that give it ``servers``, for an agent that takes no MCP server over
-        ACP; [] (the default): they go in ``session/new`` and ``session/load``."""
+        ACP; [] (the default): they go in ``session/new`` and in its restore (resume or load)."""
         return []
 
     def access_args(self, access: Access) -> list[str]:

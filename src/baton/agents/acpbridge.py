@@ -5,7 +5,7 @@ starts this bridge as the agent; the bridge starts the ACP agent as its child, i
 process group, talks JSON-RPC with it over its stdio (:func:`turn`), answers its permission requests from
 the run's access level (:func:`decide`), and says a failure in one line, never a traceback
 (:func:`entry`). Standard library only, run with ``python -S`` inside the walls; not the
-``agent-client-protocol`` SDK (asyncio and pydantic, ~0.3 s of imports a turn, for five methods).
+``agent-client-protocol`` SDK (asyncio and pydantic, ~0.3 s of imports a turn, for a handful of methods).
 """
 
 from __future__ import annotations
@@ -20,10 +20,14 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from typing import Any
 
 PROTOCOL_VERSION = 1
+RESUME, LOAD = "session/resume", "session/load"  # the two ways to restore a conversation (:func:`restore`)
+# a resume refused with these (JSON-RPC's method not found, invalid params) is retried as a load
+NOT_RESUMED = (-32601, -32602)
 CANCEL_GRACE = 3.0  # seconds the agent has to end a cancelled turn
 # the agent's last stderr lines, said with "the agent exited": an agent that stops during initialize says
 # why only there (Copilot CLI: "BYOK providers require an explicit model"), and the run's error would
@@ -55,8 +59,10 @@ class Peer:
         self.waiting: dict[int, queue.Queue[dict[str, Any]]] = {}
         self.lock = threading.Lock()
         self.session = ""
-        self.replaying = False  # a session/load replays the history: not this turn's
+        self.replaying = False  # what a restore sends (a load: the history) is not this turn's
         self.replayed = 0
+        self.restored = ""  # how an existing conversation was restored (RESUME or LOAD)
+        self.restore_ms = 0  # and how long the agent took to answer it
         self.said: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL)
         self.relay = threading.Thread(target=self._relay, daemon=True)
         self.relay.start()
@@ -184,6 +190,28 @@ def listed(peer: Peer, info: dict[str, Any], session: str, cwd: str) -> bool:
     return isinstance(listed, list) and any(_dict(s).get("sessionId") == session for s in listed)
 
 
+def restore(
+    peer: Peer, info: dict[str, Any], session: str, cwd: str, servers: list[Any], resume: bool = True
+) -> tuple[str, dict[str, Any]]:
+    """``session/resume`` of ``session`` where the agent advertises it (``agentCapabilities.
+    sessionCapabilities.resume``: the conversation restored without its history sent back), else
+    ``session/load`` (the history replayed as ``session/update`` notifications, only counted); also
+    ``session/load`` when the resume is refused as a method the agent does not have or parameters it
+    does not take (:data:`NOT_RESUMED`: an agent that advertises more than it has), and when not
+    ``resume`` (the adapter's choice). The method used and its whole answer. What either sends
+    meanwhile is not this turn's (only counted)."""
+    params = {"sessionId": session, "cwd": cwd, "mcpServers": servers}
+    peer.replaying = True
+    try:
+        if resume and "resume" in _dict(_dict(info.get("agentCapabilities")).get("sessionCapabilities")):
+            resumed = peer.call(RESUME, params)
+            if _dict(resumed.get("error")).get("code") not in NOT_RESUMED:
+                return RESUME, resumed
+        return LOAD, peer.call(LOAD, params)
+    finally:
+        peer.replaying = False
+
+
 def turn(
     peer: Peer,
     session: str | None,
@@ -191,22 +219,26 @@ def turn(
     prompt: str,
     bound: bool = False,
     servers: list[Any] | None = None,
+    resume: bool = True,
 ) -> int:
     """One turn; the exit code: 0 when it ends ``end_turn``, 2 for a lost conversation, else 1.
 
     1. ``initialize`` (protocol version 1, no file-system or terminal capabilities: the agent uses its
        own tools, inside the walls);
     2. ``session/new`` with the working directory and ``servers`` (ACP's stdio ``McpServer`` objects),
-       or ``session/load`` of ``session`` (its history replayed as ``session/update`` notifications,
-       which are not this turn's and are only counted); a load the agent refuses prints
-       ``{"type": "acp.error", "session_not_found": true, …}``,
-       and so does, before any load, a conversation that an agent binding conversations to their
+       or :func:`restore` of ``session``: ``session/resume`` where the agent has it (and ``resume``),
+       else ``session/load``; a restore the agent refuses prints
+       ``{"type": "acp.error", "session_not_found": true, …}`` when it does not list the conversation,
+       and so does, before any restore, a conversation that an agent binding conversations to their
        directory (``bound``) lists for another directory only (it would load it, then fail every prompt);
     3. ``session/prompt`` with the prompt (read from stdin, never argv), every ``session/update`` printed
        as ``{"type": "acp.update", "update": …}``, and each ``session/request_permission`` answered by
        :func:`decide` (printed as ``acp.permission``: nothing waits on a person; any other request from
        the agent is refused, method not found);
     4. ``{"type": "acp.result", "stop_reason": …, "session_id": …}``.
+
+    Between 2 and 3, ``{"type": "acp.session", "session_id": …, "restored": "session/resume" |
+    "session/load" | "", "replayed": N, "restore_ms": N, "agent": <its initialize answer>}``.
     """
     started = peer.call(
         "initialize",
@@ -219,24 +251,24 @@ def turn(
     if "error" in started:
         emit({"type": "acp.error", "step": "initialize", "error": started["error"]})
         return 1
+    info = _dict(started.get("result"))
     if session:
-        info = _dict(started.get("result"))
         if bound and not listed(peer, info, session, cwd) and known(peer, info, session):
             # bound to another directory (a move to another BATON_HOME that could not be rebound): the
             # agent would load it, then fail every prompt (and list it here once loaded): a lost
             # conversation, recovered with a recap
             said = f"the conversation {session} is bound to another directory than {cwd}"
-            emit({"type": "acp.error", "step": "session/load", "session_not_found": True, "error": said})
+            emit({"type": "acp.error", "step": "session restore", "session_not_found": True, "error": said})
             return 2
-        peer.replaying = True
-        loaded = peer.call("session/load", {"sessionId": session, "cwd": cwd, "mcpServers": servers or []})
-        peer.replaying = False
+        began = time.monotonic()
+        method, loaded = restore(peer, info, session, cwd, servers or [], resume)
+        peer.restore_ms = round((time.monotonic() - began) * 1000)
         if "error" in loaded:
-            lost = not known(peer, _dict(started.get("result")), session)
-            error = {"type": "acp.error", "step": "session/load", "session_not_found": lost}
+            lost = not known(peer, info, session)
+            error = {"type": "acp.error", "step": method, "session_not_found": lost}
             emit({**error, "error": loaded["error"]})
             return 2 if lost else 1
-        peer.session = session
+        peer.session, peer.restored = session, method
     else:
         made = peer.call("session/new", {"cwd": cwd, "mcpServers": servers or []})
         result = made.get("result")
@@ -244,8 +276,8 @@ def turn(
             emit({"type": "acp.error", "step": "session/new", "error": made.get("error")})
             return 1
         peer.session = result["sessionId"]
-    info = _dict(started.get("result"))
-    emit({"type": "acp.session", "session_id": peer.session, "replayed": peer.replayed, "agent": info})
+    restored = {"restored": peer.restored, "replayed": peer.replayed, "restore_ms": peer.restore_ms}
+    emit({"type": "acp.session", "session_id": peer.session, **restored, "agent": info})
     answered = peer.call(
         "session/prompt", {"sessionId": peer.session, "prompt": [{"type": "text", "text": prompt}]}
     )
@@ -268,7 +300,8 @@ def turn(
 
 def options(argv: list[str]) -> tuple[dict[str, str], list[str]] | None:
     """``acpbridge --access LEVEL --cwd DIR [--session ID] [--bound 1] [--secret-env NAME] [--mcp JSON]
-    -- AGENT ARGV…``: the options and the agent's argv; None (said on stderr) when they are not that."""
+    [--restore load] -- AGENT ARGV…``: the options and the agent's argv; None (said on stderr) when they
+    are not that."""
     args = {
         "--access": "read",
         "--cwd": os.getcwd(),
@@ -276,6 +309,7 @@ def options(argv: list[str]) -> tuple[dict[str, str], list[str]] | None:
         "--bound": "",
         "--secret-env": "",
         "--mcp": "[]",
+        "--restore": "",
     }
     while argv and argv[0] != "--":
         if argv[0] not in args or len(argv) < 2:
@@ -311,7 +345,8 @@ def start(command: list[str], secret_env: str, access: str) -> Peer | str:
 def main(argv: list[str]) -> int:
     """One turn (see the module docstring and :func:`options`); the prompt on stdin. ``--bound``: the
     agent binds a conversation to its directory (a load it does not list for ``--cwd`` is lost);
-    ``--secret-env``: the agent's variable for the password of the HTTP server it starts for itself."""
+    ``--secret-env``: the agent's variable for the password of the HTTP server it starts for itself;
+    ``--restore load``: a conversation is loaded even where the agent offers ``session/resume``."""
     parsed = options(argv)
     if parsed is None:
         return 2
@@ -337,7 +372,10 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, stop)
     try:
         servers = json.loads(args["--mcp"])
-        code = turn(peer, args["--session"] or None, args["--cwd"], prompt, bool(args["--bound"]), servers)
+        resume = args["--restore"] != "load"
+        code = turn(
+            peer, args["--session"] or None, args["--cwd"], prompt, bool(args["--bound"]), servers, resume
+        )
     finally:
         if proc.stdin is not None:
             with contextlib.suppress(OSError):

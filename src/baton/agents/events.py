@@ -195,13 +195,9 @@ def acp_entries(event: Event) -> list[Entry]:
     kind = event.get("type")
     if kind == "acp.session":
         replayed = event.get("replayed")
-        return [
-            Entry(
-                "info",
-                f"session {event.get('session_id')}"
-                + (f" · loaded ({replayed} replayed)" if replayed else ""),
-            )
-        ]
+        how = " · resumed" if event.get("restored") == "session/resume" else ""
+        how = how or (f" · loaded ({replayed} replayed)" if replayed else "")
+        return [Entry("info", f"session {event.get('session_id')}{how}")]
     if kind == "acp.update" and isinstance(event.get("update"), dict):
         return _acp_update(event["update"])
     if kind == "acp.permission":
