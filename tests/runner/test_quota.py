@@ -191,7 +191,9 @@ def test_a_spent_quota_waits_for_its_reset_and_the_turn_after_resumes(
 def test_wait_quota_waits_and_runs_again(
     settings: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FAKE_AGENT_LIMIT_UNTIL", str(time.time() + 2))
+    # the agent must start before the limit resets (whole seconds): 2 s was crossed by a loaded machine's
+    # start, the run then never meeting the limit
+    monkeypatch.setenv("FAKE_AGENT_LIMIT_UNTIL", str(time.time() + 8))
     told: list[str] = []
     request = RunRequest(
         agent="fake", repo=str(src_repo), thread="w", prompt="go on", wait_quota=True, on_wait=told.append

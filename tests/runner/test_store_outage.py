@@ -91,7 +91,8 @@ def test_a_turn_ending_in_a_store_outage_is_recorded_when_the_store_is_back(
     leases: str,
 ) -> None:
     """``sql``: the lease lives in the store, its TTL longer than the outage (no one can renew or take
-    it meanwhile); ``redis``: the lease lives in Redis, renewed through an outage 2.5 times its TTL."""
+    it meanwhile); ``redis``: the lease lives in Redis, renewed through an outage 2.5 times its TTL (3 s:
+    a 2 s lease expired once on a loaded machine, its renewals every 0.2 s starved that long)."""
     monkeypatch.setenv("FAKE_AGENT_RUN", LAST_STEP)
     url = through(pg_url, proxy)
     extra: dict[str, Any] = {}
@@ -99,7 +100,7 @@ def test_a_turn_ending_in_a_store_outage_is_recorded_when_the_store_is_back(
         extra = {
             "lease_backend": "redis",
             "redis_url": request.getfixturevalue("server").url,
-            "lease_ttl": 2.0,
+            "lease_ttl": 3.0,
         }
     settings = settings_for(tmp_path / "a", url, **extra)
     store = open_store(settings.resolved_store_url)
@@ -114,9 +115,11 @@ def test_a_turn_ending_in_a_store_outage_is_recorded_when_the_store_is_back(
             "test",
         )
         executor.submit(job.id)
-        times = cut_at_last_step(settings, proxy, outage=5.0)
+        times = cut_at_last_step(settings, proxy, outage=7.5)
         wait_for(proxy.down.is_set, 60, 0.01, "the store cut off")
-        time.sleep(3.5)  # the agent ended at the cut: its end waits for the store, 3.5 s into the outage
+        # the agent ended at the cut: its end waits for the store; 5 s into the outage, past a Redis
+        # lease's TTL, so only its renewals hold it
+        time.sleep(5.0)
         # another machine, reaching the store: the key is still held. (Its settings name the store by the
         # proxy's URL: Redis namespaces leases by the store URL's host and port, baton.store.redis.)
         other = settings_for(tmp_path / "b", url, **extra)
