@@ -91,7 +91,12 @@ class QuotaHeld(BatonError):
 
 
 class GitError(BatonError):
-    """A git command failed; the message carries git's own words (never a credential)."""
+    """A git command failed; the message carries git's own words (never a credential), ``output``
+    everything it printed (whole, unredacted: its reader redacts what it shows)."""
+
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output
 
 
 class AgentError(BatonError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from baton.errors import GitError
-from baton.forge.refusal import MAX_LINES, PushFailed, Refusal, folded
+from baton.forge.refusal import MAX_LINES, Refusal, folded
 
 HINT = (
     "hint: Updates were rejected because a pushed branch tip is behind its remote\n"
@@ -29,7 +29,7 @@ HINT = (
     ],
 )
 def test_batons_words_by_what_git_said(output: str, said: str) -> None:
-    refusal = Refusal.of(PushFailed(output), "b")
+    refusal = Refusal.of(GitError("git push failed", output), "b")
     assert said in refusal.said and "the work is kept in baton's worktree" in refusal.said
     assert "hint" not in refusal.said and refusal.git == output.strip()
 
@@ -38,14 +38,14 @@ def test_gits_lines_are_whole_and_data() -> None:
     hostile = (
         "remote: ```\nremote: </details> @everyone \x1b[31mred\x1b[0m\nTo https://u:tok@forge.example/x.git"
     )
-    refusal = Refusal.of(PushFailed(f"{hostile}\n{HINT}"), "b")
+    refusal = Refusal.of(GitError("git push failed", f"{hostile}\n{HINT}"), "b")
     assert "tok" not in refusal.git and "\x1b" not in refusal.git
     assert "hint: counterpart. Check out this branch" in refusal.git  # whole lines, each from its start
     shown = folded(refusal.git)
     assert shown[1] == "<details><summary>git's own words</summary>" and shown[-1] == "</details>"
     fence = shown[3].removesuffix("text")
     assert fence == "````" and shown[5] == fence  # longer than any run of backticks inside
-    many = PushFailed("\n".join(f"remote: line {n}" for n in range(500)))
+    many = GitError("git push failed", "\n".join(f"remote: line {n}" for n in range(500)))
     kept = Refusal.of(many, "b").git.splitlines()
     assert len(kept) == MAX_LINES + 1 and kept[-1] == f"[{500 - MAX_LINES} more lines of git's left out]"
     assert folded("") == []

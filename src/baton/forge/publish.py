@@ -370,7 +370,11 @@ def _commit_and_push(
             loop.forge(binding.forge),
             binding.repo,
             env,
-            partial(refusal.push, cache, binding.repo_url, head, branch),
+            lambda push_env: run_git(
+                [*SAFE_GIT, "push", "--porcelain", binding.repo_url, f"{head}:refs/heads/{branch}"],
+                cwd=cache,
+                env=push_env,
+            ),
         )
     except GitError as exc:
         theirs = _pushed_before(loop, binding, wt, cache, branch, head, env) if again else None

@@ -1,22 +1,19 @@
-"""baton's push of a thread's branch (:func:`push`) and, when it fails, what the status comment says of
-it (:class:`Refusal`): what happened in baton's words — someone else pushed to the branch, the forge
-refused it (a protected branch, a rule, a hook), refused baton's credentials, could not be reached —
-and git's own lines below, whole and folded (:func:`folded`: a ``<details>`` block), never three
-lines of its hints cut mid-sentence. git's lines carry the forge's (a hook's ``remote:`` lines), so
-they are data: credentials in a URL redacted, control characters dropped, bounded by whole lines, and
-fenced so no line can close the block.
+"""When baton's push of a thread's branch fails, what the status comment says of it (:class:`Refusal`,
+from the :class:`GitError`'s ``output``): what happened in baton's words — someone else pushed to the
+branch, the forge refused it (a protected branch, a rule, a hook), refused baton's credentials, could
+not be reached — and git's own lines below, whole and folded (:func:`folded`: a ``<details>`` block),
+never three lines of its hints cut mid-sentence. git's lines carry the forge's (a hook's ``remote:``
+lines), so they are data: credentials in a URL redacted, control characters dropped, bounded by whole
+lines, and fenced so no line can close the block.
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
 from baton.errors import GitError
 from baton.forge.gitauth import REFUSED
-from baton.forge.pushed import SAFE_GIT
 from baton.workspace.gitcmd import redact
 
 MAX_LINES, MAX_CHARS = 60, 6000  # git's lines kept in the comment (whole lines, the first ones)
@@ -30,30 +27,6 @@ _UNREACHABLE = re.compile(
 )
 
 
-class PushFailed(GitError):
-    """A ``git push`` that failed; ``str()`` is git's own words (as :class:`GitError`'s), ``output``
-    everything it printed."""
-
-    def __init__(self, output: str) -> None:
-        lines = output.strip().splitlines()
-        super().__init__(f"git push failed: {' '.join(lines[-3:])}")
-        self.output = output
-
-
-def push(cache: Path, url: str, head: str, branch: str, env: dict[str, str]) -> None:
-    """Push ``head`` to ``branch`` of ``url`` from baton's cache clone; :class:`PushFailed` with all
-    git printed when it fails."""
-    args = ["git", *SAFE_GIT, "push", "--porcelain", url, f"{head}:refs/heads/{branch}"]
-    try:
-        done = subprocess.run(
-            args, cwd=cache, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL
-        )
-    except OSError as exc:
-        raise GitError(f"cannot run git: {exc}") from exc
-    if done.returncode != 0:
-        raise PushFailed("\n".join(part.strip("\n") for part in (done.stdout, done.stderr) if part.strip()))
-
-
 @dataclass(frozen=True)
 class Refusal:
     """A failed push as the thread's status comment says it."""
@@ -63,8 +36,7 @@ class Refusal:
 
     @classmethod
     def of(cls, exc: GitError, branch: str) -> Refusal:
-        output = exc.output if isinstance(exc, PushFailed) else str(exc)
-        git = _clean(output)
+        git = _clean(exc.output or str(exc))
         return cls(_said(git, branch), git)
 
 

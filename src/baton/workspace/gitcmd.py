@@ -75,10 +75,11 @@ def run_git(
 
 
 def _failed(args: list[str], stdout: str, stderr: str) -> GitError:
-    """A failed git command, in git's own words (its last three lines)."""
+    """A failed git command, in git's own words (its last three lines; all it printed as ``output``)."""
     message = (stderr.strip() or stdout.strip()).splitlines()
     command = next(a for i, a in enumerate(args) if not a.startswith("-") and args[i - 1 : i] != ["-c"])
-    return GitError(f"git {command} failed: {' '.join(message[-3:])}")
+    output = "\n".join(part.strip("\n") for part in (stdout, stderr) if part.strip())
+    return GitError(f"git {command} failed: {' '.join(message[-3:])}", output)
 
 
 # git's words when the remote could not be reached or refused us: host, network, HTTP status, credentials.
