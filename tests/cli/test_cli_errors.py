@@ -12,6 +12,8 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+import pytest
+
 from baton.errors import BatonError
 from baton.models import Mode, Outcome, PromptKind, RunRecord
 from baton.store import Store
@@ -111,6 +113,44 @@ def test_ctrl_c_during_start_up_exits_130_quietly(baton_env: dict[str, str], src
         # the ~20 ms before baton's first line runs): a shell reports both as exit status 130
         assert proc.returncode in (130, -signal.SIGINT), (delay, stderr)
         assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, (delay, stderr)
+
+
+SWALLOWED = """
+import os, signal, sys, weakref
+import baton.cli as cli
+signal.signal(signal.SIGINT, cli._interrupt)  # as main() sets it
+class Lock: pass
+lock = Lock()
+ref = weakref.ref(lock, lambda _: os.kill(os.getpid(), signal.SIGINT))
+del lock  # the interrupt lands in the weakref's callback, which prints it and swallows it
+cli.main(sys.argv[1:])
+"""
+
+
+def test_a_ctrl_c_that_an_imports_callback_swallowed_still_exits_130(
+    baton_env: dict[str, str], src_repo: Path
+) -> None:
+    """importlib's module locks are freed by weakref callbacks, which print and drop an exception: a
+    Ctrl-C landing there is remembered, not lost (the run went on to exit 0 before)."""
+    args = ["run", "-a", "fake", "-r", str(src_repo), "-t", "swallowed", "hello"]
+    env = {**os.environ, **baton_env, "FAKE_AGENT_DELAY": "5"}
+    done = subprocess.run(
+        [BATON[0], "-c", SWALLOWED, *args], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert "Exception ignored" in done.stderr, done.stderr  # the interrupt was swallowed there
+    assert done.returncode == 130, done.stderr
+
+
+def test_a_run_cancels_at_once_after_a_ctrl_c_that_was_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import baton.cli
+    from baton.cli.run import _with_cancel
+
+    cancel = threading.Event()
+    assert _with_cancel(cancel, cancel.is_set) is False
+    monkeypatch.setattr(baton.cli, "_interrupted", True)
+    assert _with_cancel(cancel, cancel.is_set) is True
 
 
 def test_help_shows_flags_as_flags_and_the_exit_codes(cli: Cli) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from baton.cli import interrupted
 from baton.cli.common import JsonOpt, repository_egress
 from baton.cli.options import request_command
 from baton.cli.render import emit_json, err, esc, out, say
@@ -85,6 +86,8 @@ def _with_cancel(cancel: threading.Event, work: Callable[[], T]) -> T:
         cancel.set()
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    if interrupted():  # a Ctrl-C during the start-up that an import swallowed
+        cancel.set()
     try:
         return work()
     finally:
