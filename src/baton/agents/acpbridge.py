@@ -33,6 +33,12 @@ CANCEL_GRACE = 3.0  # seconds the agent has to end a cancelled turn
 # why only there (Copilot CLI: "BYOK providers require an explicit model"), and the run's error would
 # otherwise be "initialize: the agent exited"
 STDERR_TAIL = 5
+# what a load replays of the history; the agent's state (its commands, its mode, its usage) is sent when
+# the agent pleases, before the load's answer or after it (Copilot CLI, measured), and is never history
+HISTORY = frozenset(
+    {"user_message_chunk", "agent_message_chunk", "agent_thought_chunk", "tool_call", "tool_call_update"}
+    | {"plan"}
+)
 ASK_TOOL = "ask_human"  # baton's MCP tool (baton.asking.server), allowed at every access level
 ALLOWED = {  # the tool kinds each access level allows (ACP's ToolKind)
     "read": {"read", "search", "fetch", "think"},
@@ -134,9 +140,11 @@ class Peer:
         elif method == "session/update":
             params = message.get("params")
             update = params.get("update") if isinstance(params, dict) else None
-            if self.replaying:
+            if not isinstance(update, dict):
+                return
+            if self.replaying and update.get("sessionUpdate") in HISTORY:
                 self.replayed += 1
-            elif isinstance(update, dict):
+            else:
                 emit({"type": "acp.update", "update": update})
 
     def _answer(self, request: dict[str, Any]) -> None:
