@@ -63,13 +63,13 @@ from common import TIMES, Group, Plan, Repos, Row, Suite, baton_serve, fmt_secon
 from tests.support.github_openapi import install as install_github_openapi
 
 from baton import load_settings, open_store
-from baton.forge.config import load_forges
-from baton.forge.github.client import GitHubClient
-from baton.forge.loop import ForgeLoop
-from baton.forge.reconcile import reconcile
-from baton.forge.records import Binding
-from baton.forge.tables import forge_store
-from baton.forge.threads import bind_thread
+from baton.forge.background.reconcile import reconcile
+from baton.forge.data.config import load_forges
+from baton.forge.data.records import Binding
+from baton.forge.data.tables import forge_store
+from baton.forge.kinds.github.client import GitHubClient
+from baton.forge.turn.loop import ForgeLoop
+from baton.forge.turn.threads import bind_thread
 from baton.keys import parse_repo
 from baton.models import JobStatus
 from baton.service.auth import create_token
@@ -497,7 +497,7 @@ class CountRow(Row):
 
 
 def bind_all(loop: ForgeLoop, issues: list[int], prs: list[tuple[int, str, str]], seen_at: float) -> None:
-    """Bind the issues and PRs as :func:`baton.forge.threads.bind_thread` does (without asking the
+    """Bind the issues and PRs as :func:`baton.forge.turn.threads.bind_thread` does (without asking the
     forge 1,000 times what each is: the set-up's answers are known), last reconciled at ``seen_at``."""
     config = loop.repo("github", REPO)
     assert config is not None

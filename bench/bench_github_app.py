@@ -1,5 +1,5 @@
 """Benchmarks 22a-22b, the ``app`` group: a token renewal never delays a turn. baton as a GitHub App
-(:mod:`baton.forge.github.app`) renews each installation token ahead of its expiry, in the background;
+(:mod:`baton.forge.kinds.github.app`) renews each installation token ahead of its expiry, in the background;
 a turn reads the token at hand and never waits for a mint while that token is merely close to expiry.
 
 The fake GitHub runs as its own process, started as a person would start it
@@ -34,12 +34,12 @@ from typing import Any
 import httpx
 from common import TIMES, Group, Plan, Repos, Row, Suite, interleave, log, median, ms, rmtree
 
-from baton.forge import gitauth
-from baton.forge.appkey import AppKey
-from baton.forge.config import ForgeConfig, ForgeSettings, RepoConfig
-from baton.forge.github import app as github_app
-from baton.forge.github.client import GitHubClient
-from baton.forge.model import ForgeKind
+from baton.forge.data.appkey import AppKey
+from baton.forge.data.config import ForgeConfig, ForgeSettings, RepoConfig
+from baton.forge.data.model import ForgeKind
+from baton.forge.kinds.github import app as github_app
+from baton.forge.kinds.github.client import GitHubClient
+from baton.forge.writes import gitauth
 from baton.settings import load_settings
 from baton.workspace.gitcmd import run_git
 from baton.workspace.workdirs import Workdirs

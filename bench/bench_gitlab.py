@@ -55,12 +55,12 @@ from bench_webhooks import SECRET
 from common import TIMES, Group, Repos, Row, Suite, baton_serve, fmt_seconds, log, median
 
 from baton import load_settings, open_store
-from baton.forge.config import load_forges
-from baton.forge.gitlab.client import GitLabClient
-from baton.forge.loop import ForgeLoop
-from baton.forge.records import Binding
-from baton.forge.tables import forge_store
-from baton.forge.threads import bind_thread
+from baton.forge.data.config import load_forges
+from baton.forge.data.records import Binding
+from baton.forge.data.tables import forge_store
+from baton.forge.kinds.gitlab.client import GitLabClient
+from baton.forge.turn.loop import ForgeLoop
+from baton.forge.turn.threads import bind_thread
 from baton.keys import parse_repo
 from baton.service.auth import create_token
 from baton.service.records import TokenScope
@@ -266,7 +266,7 @@ def bench_start(suite: Suite, root: Path, starts: int) -> None:
 
 
 def bind_all(loop: ForgeLoop, issues: list[int], mrs: list[tuple[int, str, str]], seen_at: float) -> None:
-    """Bind the issues and MRs as :func:`baton.forge.threads.bind_thread` does (without asking the
+    """Bind the issues and MRs as :func:`baton.forge.turn.threads.bind_thread` does (without asking the
     forge 1,000 times what each is: the set-up's answers are known), last reconciled at ``seen_at``."""
     config = loop.repo(FORGE, REPO)
     assert config is not None

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from baton.forge.records import DeliveryStatus
-from baton.forge.tables import delivery_store, forge_store
-from baton.forge.threads import STATUS_HEAD
+from baton.forge.data.records import DeliveryStatus
+from baton.forge.data.tables import delivery_store, forge_store
+from baton.forge.turn.threads import STATUS_HEAD
 from baton.models import JobStatus
 from baton.settings import Settings
 from baton.testing.fake_forge import FakeForge

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from baton.forge.records import Binding, BindingStatus, EventRecord, EventStatus, FeedbackKind
-from baton.forge.tables import forge_store
+from baton.forge.data.records import Binding, BindingStatus, EventRecord, EventStatus, FeedbackKind
+from baton.forge.data.tables import forge_store
 from baton.models import Access
 from baton.store.base import Store
 

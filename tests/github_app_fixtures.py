@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from baton.forge import gitauth
-from baton.forge.config import ForgeSettings
-from baton.forge.github import app as github_app
+from baton.forge.data.config import ForgeSettings
+from baton.forge.kinds.github import app as github_app
+from baton.forge.writes import gitauth
 from baton.settings import Settings
 from baton.testing.fake_forge import FakeForge
 from tests.forge_fixtures import REPO, SECRET

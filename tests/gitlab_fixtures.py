@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from baton.forge.tables import forge_store
-from baton.forge.threads import STATUS_HEAD
+from baton.forge.data.tables import forge_store
+from baton.forge.turn.threads import STATUS_HEAD
 from baton.settings import Settings
 from baton.testing.fake_gitlab import FakeGitLab
 from tests.forge_fixtures import settled as settled  # one wait for every fake forge (re-exported)

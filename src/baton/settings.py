@@ -624,7 +624,10 @@ ENV_ONLY = (
 )  # fmt: skip
 
 Table = Literal["forge", "repo", "prune"]  # the tables of config.toml that other rooms own and type
-FORGE_TABLES: tuple[Table, ...] = ("forge", "repo")  # [forge.<name>], [repo."owner/name"]: baton.forge.config
+FORGE_TABLES: tuple[Table, ...] = (
+    "forge",
+    "repo",
+)  # [forge.<name>], [repo."owner/name"]: baton.forge.data.config
 FORGE_CONFIG_ENV = "BATON_FORGE_CONFIG"  # another file holding those tables
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name not in ("home", "extra")}
 

@@ -118,7 +118,8 @@ def test_ctrl_c_during_start_up_exits_130_quietly(baton_env: dict[str, str], src
 SWALLOWED = """
 import os, signal, sys, weakref
 import baton.cli as cli
-signal.signal(signal.SIGINT, cli._interrupt)  # as main() sets it
+from baton.cli.interrupts import interrupt
+signal.signal(signal.SIGINT, interrupt)  # as main() sets it
 class Lock: pass
 lock = Lock()
 ref = weakref.ref(lock, lambda _: os.kill(os.getpid(), signal.SIGINT))
@@ -144,12 +145,12 @@ def test_a_ctrl_c_that_an_imports_callback_swallowed_still_exits_130(
 def test_a_run_cancels_at_once_after_a_ctrl_c_that_was_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 
-    import baton.cli
+    from baton.cli import interrupts
     from baton.cli.run import _with_cancel
 
     cancel = threading.Event()
     assert _with_cancel(cancel, cancel.is_set) is False
-    monkeypatch.setattr(baton.cli, "_interrupted", True)
+    monkeypatch.setattr(interrupts, "_interrupted", True)
     assert _with_cancel(cancel, cancel.is_set) is True
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from baton.forge.threads import STATUS_HEAD
+from baton.forge.turn.threads import STATUS_HEAD
 from baton.testing.fake import register_fake
 from baton.testing.fake_forge import FakeForge
 from baton.testing.fake_forge_state import IssueComment

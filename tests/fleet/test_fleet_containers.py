@@ -441,7 +441,7 @@ def check_histories(fleet: Fleet, jobs: dict[str, str], killed: RunRecord) -> No
 FORGE = tomllib.loads((FLEET / "forge.toml").read_text())
 (FORGE_REPO,) = FORGE["repo"]
 GITHUB = FORGE["forge"]["github"]["api_url"]  # the fake GitHub fleet.sh runs on the host
-STATUS_HEAD = "**baton** · "  # how baton's status comment starts (baton.forge.threads)
+STATUS_HEAD = "**baton** · "  # how baton's status comment starts (baton.forge.turn.threads)
 
 
 def github(fleet: Fleet, method: str, path: str, body: dict[str, object] | None = None) -> object:

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from baton.forge.records import Binding
-from baton.forge.tables import forge_store
+from baton.forge.data.records import Binding
+from baton.forge.data.tables import forge_store
 from baton.models import JobStatus, Outcome
 from baton.settings import Settings
 from baton.store import Store, open_store

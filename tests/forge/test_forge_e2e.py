@@ -16,8 +16,8 @@ import json
 
 import pytest
 
-from baton.forge.records import BindingStatus
-from baton.forge.tables import forge_store
+from baton.forge.data.records import BindingStatus
+from baton.forge.data.tables import forge_store
 from baton.testing.fake_forge import FakeForge
 from baton.testing.tools import tool_marker
 from tests.forge_fixtures import (  # noqa: F401 (fixtures)

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from baton.forge.records import BindingStatus
-from baton.forge.tables import forge_store
+from baton.forge.data.records import BindingStatus
+from baton.forge.data.tables import forge_store
 from baton.testing.fake import register_fake
 from baton.testing.fake_forge import FakeForge
 from tests.forge_fixtures import (  # noqa: F401 (fixtures)

@@ -18,9 +18,9 @@ from baton import retry
 from baton.agents import gemini_files
 from baton.errors import Busy, GitError, StoreError
 from baton.fleet import execute
-from baton.forge import sql_forge
-from baton.forge.records import Binding, BindingStatus
-from baton.forge.tables import forge_store
+from baton.forge.data import sql
+from baton.forge.data.records import Binding, BindingStatus
+from baton.forge.data.tables import forge_store
 from baton.sandbox import cgroups
 from baton.store import open_store
 from baton.workspace import badrefs
@@ -224,7 +224,7 @@ def test_a_bind_whose_blocking_row_keeps_vanishing_is_tried_three_times_then_a_s
     def never_found(*_args: object) -> None:  # the row that blocks the insert is gone when read
         reads.append(1)
 
-    monkeypatch.setattr(sql_forge, "_binding_row", never_found)
+    monkeypatch.setattr(sql, "_binding_row", never_found)
     again = dataclasses.replace(first, thread="another-thread")  # blocked by the conversation's key
     with pytest.raises(StoreError, match="its rows kept changing"):
         forge_store(store).bind(again)

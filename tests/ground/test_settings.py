@@ -171,7 +171,7 @@ def test_sizes_and_whole_numbers_are_parsed_strictly(home: Path) -> None:
 
 
 def test_the_forge_and_repo_tables_are_skipped_and_nothing_else(tmp_path: Path) -> None:
-    # baton.forge.config reads [forge.*] and [repo.*], as strictly; the flat keys stay strict here
+    # baton.forge.data.config reads [forge.*] and [repo.*], as strictly; the flat keys stay strict here
     tables = '[forge.github]\nuser = "baton-bot"\n[repo."acme/api"]\nagent = "claude"\n'
     home = _home(tmp_path, "ttl_days = 3\n" + tables)
     assert load_settings(overrides={"home": str(home)}, environ={}).ttl_days == 3.0

@@ -212,8 +212,8 @@ def test_each_room_says_what_it_owns_and_may_import(room: str) -> None:
 
 # The forge loop (every module of baton.forge outside a forge's package) reaches a forge's package only
 # through its registry (docs/architecture.md, Adding a forge).
-FORGES = ("baton.forge.github", "baton.forge.gitea", "baton.forge.gitlab")
-FORGE_REGISTRY = "baton.forge.registry"
+FORGES = ("baton.forge.kinds.github", "baton.forge.kinds.gitea", "baton.forge.kinds.gitlab")
+FORGE_REGISTRY = "baton.forge.kinds.registry"
 
 
 def _forge_of(module: str) -> str | None:
@@ -231,9 +231,39 @@ def test_the_forge_loop_reaches_a_forge_only_through_its_registry() -> None:
     assert not crossing, f"a forge's package imports another's: {crossing}"
 
 
+# The forge room's wings, in the order of its flow and lowest first: a wing imports its own modules and
+# the wings below it, never one above (docs/architecture.md, The forge room's wings).
+FORGE_WINGS = ["data", "reading", "kinds", "turn", "writes", "background"]
+
+
+def _wing(module: str) -> str:
+    return module.split(".")[2] if module.count(".") >= 2 else ""
+
+
+def test_every_forge_module_is_in_a_wing_that_says_what_it_may_import() -> None:
+    forge = {m for m in MODULES if m.startswith("baton.forge.")}
+    astray = sorted(m for m in forge if _wing(m) not in FORGE_WINGS)
+    assert not astray, f"forge modules outside the wings {FORGE_WINGS}: {astray}"
+    for wing in FORGE_WINGS:
+        doc = ast.get_docstring(ast.parse(MODULES[f"baton.forge.{wing}"].read_text())) or ""
+        assert "May import" in doc, f"baton/forge/{wing}/__init__.py does not say what it may import"
+
+
+def test_no_forge_wing_imports_a_wing_above_it() -> None:
+    up = sorted(
+        f"{m} -> {d}"
+        for m, deps in graph().items()
+        if m.startswith("baton.forge.")
+        for d in deps
+        if d.startswith("baton.forge.") and FORGE_WINGS.index(_wing(d)) > FORGE_WINGS.index(_wing(m))
+    )
+    assert not up, "forge imports that run up a wing:\n" + "\n".join(up)
+
+
 # -- a room owns its data -------------------------------------------------------------------------------
-# Rooms that keep their own records (records.py) and their own tables and store role (tables.py).
-DATA_ROOMS = {"forge", "plans", "service"}
+# Rooms that keep their own records (records.py) and their own tables and store role (tables.py), and
+# the package that holds them.
+DATA_ROOMS = {"forge": "baton.forge.data", "plans": "baton.plans", "service": "baton.service"}
 
 
 def _place(module: str) -> str:
@@ -279,9 +309,10 @@ def test_every_type_left_in_models_is_shared_by_two_rooms() -> None:
 
 @pytest.mark.parametrize("room", sorted(DATA_ROOMS))
 def test_a_room_that_owns_data_keeps_it_in_records_and_tables(room: str) -> None:
+    data = DATA_ROOMS[room]
     for part in ("records", "tables"):
-        assert f"baton.{room}.{part}" in MODULES, f"baton/{room}/{part}.py is missing"
-    records = _classes(f"baton.{room}.records")
+        assert f"{data}.{part}" in MODULES, f"{data.replace('.', '/')}/{part}.py is missing"
+    records = _classes(f"{data}.records")
     moved = records & _classes("baton.models")
     assert not moved, f"{room}'s records are stated twice (models.py too): {sorted(moved)}"
     # the store below knows nothing of the room's data
@@ -294,7 +325,7 @@ def test_every_store_role_is_used_by_its_owner_and_the_rooms_above_it() -> None:
     only by its owner's room and rooms above it; a data room's role (or the function that gives it
     over a store) is used by the room itself."""
     wrong = []
-    owners = {"baton.store.base": "store", **{f"baton.{r}.tables": r for r in DATA_ROOMS}}
+    owners = {"baton.store.base": "store", **{f"{data}.tables": r for r, data in DATA_ROOMS.items()}}
     for module, owner in owners.items():
         roles = _classes(module, protocols=True)
         if owner != "store":  # the function that gives a room's role over the store: <role>_store()

@@ -34,7 +34,7 @@ from baton.settings import Settings, load_settings
 from baton.store import open_store
 from baton.testing import MockModel
 from tests.conftest import FAST, MOCKS, make_repo
-from tests.forge.test_forge_config import GITHUB
+from tests.forge.data.test_forge_config import GITHUB
 from tests.sandbox.test_access_real import shell_marker, tool_results
 from tests.service_fixtures import run_service
 

@@ -33,8 +33,8 @@ import httpx
 import pytest
 
 from baton import RunRequest, run
-from baton.forge.records import DeliveryRecord, DeliveryStatus
-from baton.forge.tables import delivery_store
+from baton.forge.data.records import DeliveryRecord, DeliveryStatus
+from baton.forge.data.tables import delivery_store
 from baton.models import Outcome
 from baton.plans.file import parse_plan
 from baton.plans.runner import run_plan

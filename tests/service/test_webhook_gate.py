@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from baton.forge.tables import delivery_store
+from baton.forge.data.tables import delivery_store
 from baton.service import webhooks
 from baton.service.app import create_app
 from baton.service.webhook_gate import WebhookGate

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 import baton.caps.tables
-import baton.forge.tables
+import baton.forge.data.tables
 import baton.plans.tables
 import baton.service.tables
 import baton.sessions.tables  # noqa: F401

@@ -13,9 +13,9 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
-from baton.forge.records import DeliveryRecord, DeliveryStatus
-from baton.forge.schema import deliveries
-from baton.forge.tables import delivery_store
+from baton.forge.data.records import DeliveryRecord, DeliveryStatus
+from baton.forge.data.schema import deliveries
+from baton.forge.data.tables import delivery_store
 from baton.store import Store, open_store
 from baton.store.engine import writers_for
 

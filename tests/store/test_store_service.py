@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from baton.forge.records import DeliveryRecord, DeliveryStatus
-from baton.forge.tables import delivery_store
+from baton.forge.data.records import DeliveryRecord, DeliveryStatus
+from baton.forge.data.tables import delivery_store
 from baton.models import JobRecord, JobStatus, Outcome, SessionStatus
 from baton.service.records import TokenRecord, TokenScope
 from baton.service.tables import token_store, web_session_store

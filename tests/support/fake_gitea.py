@@ -66,8 +66,8 @@ class FakeGitea(FakeForge):
     """The fake Gitea; ``with FakeGitea(tmp_path) as fake:``. ``violations`` holds every request, answer
     or delivery Gitea's description rejects: a test's fixture asserts it stays empty.
 
-    - **REST**: the routes baton's :class:`~baton.forge.gitea.client.GiteaClient` calls, with Gitea's paths,
-      shapes (:mod:`~tests.support.fake_gitea_render`), paging (``page``/``limit`` cut to 50,
+    - **REST**: the routes baton's :class:`~baton.forge.kinds.gitea.client.GiteaClient` calls, with Gitea's
+      paths, shapes (:mod:`~tests.support.fake_gitea_render`), paging (``page``/``limit`` cut to 50,
       ``X-Total-Count``, a ``Link`` written from the server's own URL), errors (``{"message", "url"}``;
       409 for a second PR of one head) and no ``ETag``s (Gitea's API sends none for these). A request
       Gitea's description rejects is answered 400.

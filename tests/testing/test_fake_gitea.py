@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from baton.forge.events import GITEA, claimed_signatures, verified
-from baton.forge.gitea.client import GiteaClient
-from baton.forge.intake import read_event
-from baton.forge.model import Actor, ForgeError, ForgeKind
-from baton.forge.records import FeedbackKind
+from baton.forge.data.model import Actor, ForgeError, ForgeKind
+from baton.forge.data.records import FeedbackKind
+from baton.forge.kinds.gitea.client import GiteaClient
+from baton.forge.reading.events import read_event
+from baton.forge.reading.webhook import GITEA, claimed_signatures, verified
 from baton.testing._http import BackgroundServer, QuietHandler
 from baton.testing.fake_forge import serve_quickly
 from tests.support.fake_gitea import FakeGitea

@@ -18,31 +18,11 @@ import _signal as signal  # type: ignore[import-not-found]  # signal.py without 
 import os
 import sys
 
+from baton.cli.interrupts import interrupt, interrupted, leave_quietly
+
 TYPE_CHECKING = False  # not typing's: see baton/__init__.py; imported after the handler is in place
 if TYPE_CHECKING:
     from typing import Any, NoReturn
-
-
-_interrupted = False  # a Ctrl-C came during start-up
-
-
-def _leave_quietly(signum: int, _frame: object) -> None:
-    global _interrupted
-    _interrupted = True
-    raise SystemExit(130)
-
-
-def _interrupt(signum: int, _frame: object) -> None:
-    """Python's own SIGINT handling, remembered: an interrupt that lands in an import's weakref
-    callback (``_get_module_lock``'s) is printed and swallowed there, so the flag is what tells."""
-    global _interrupted
-    _interrupted = True
-    raise KeyboardInterrupt
-
-
-def interrupted() -> bool:
-    """A Ctrl-C came since the program started (a run that installs its own handler cancels at once)."""
-    return _interrupted
 
 
 # Started as the `baton` command (or `python -m baton.cli`, whose argv[0] is "-m" while it imports):
@@ -51,13 +31,13 @@ def interrupted() -> bool:
 if (sys.argv[:1] == ["-m"] or os.path.basename(sys.argv[0]) == "baton") and signal.getsignal(
     signal.SIGINT
 ) is signal.default_int_handler:
-    signal.signal(signal.SIGINT, _leave_quietly)
+    signal.signal(signal.SIGINT, leave_quietly)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Run ``baton ARGV`` and exit with its code; never a traceback for a user-facing error."""
-    if signal.getsignal(signal.SIGINT) is _leave_quietly:
-        signal.signal(signal.SIGINT, _interrupt)  # from here, caught below
+    if signal.getsignal(signal.SIGINT) is leave_quietly:
+        signal.signal(signal.SIGINT, interrupt)  # from here, caught below
     args = (sys.argv[1:] if argv is None else argv) or ["--help"]  # a bare `baton`: its help, exit 0
     as_json = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
     try:
@@ -126,7 +106,7 @@ def _dispatch(args: list[str], as_json: bool) -> Any:
     else:
         # lazy: cold CLI
         from baton.cli.app import app
-    if _interrupted:  # swallowed by an import on the way here
+    if interrupted():  # swallowed by an import on the way here
         raise KeyboardInterrupt
     try:
         return typer.main.get_command(app).main(args, prog_name="baton", standalone_mode=False)

@@ -29,7 +29,7 @@ def answer_cmd(request: RunRequest, as_json: JsonOpt = False) -> None:
     exit 2 when the thread waits on no question."""
     # lazy: cold CLI
     from baton.asking.pending import answering
-    from baton.forge.answered import answered_elsewhere
+    from baton.forge.writes.answered_elsewhere import answered_elsewhere
     from baton.sessions.manage import resolve_key
 
     with cli_store() as (_settings, store):
@@ -47,7 +47,7 @@ def answer_cmd(request: RunRequest, as_json: JsonOpt = False) -> None:
 
 def _tell_forge(agent: str, repo: str, thread: str, conversation: str) -> None:
     # lazy: cold CLI
-    from baton.forge.answered import ran_elsewhere
+    from baton.forge.writes.answered_elsewhere import ran_elsewhere
 
     with cli_store() as (settings, store):
         said = ran_elsewhere(settings, store, agent, repo, thread)

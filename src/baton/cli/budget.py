@@ -2,7 +2,7 @@
 spent and what was raised (:func:`baton.caps.budget.show`) — and raising them (``--usd +5``; ``--tokens``,
 ``--minutes``, ``--turns``). A raise of a thread parked at its cap resumes it: its parked instruction
 runs (printed as ``baton run`` prints), its plan runs again, or, a forge thread, a trusted reply there
-resumes it (:func:`baton.forge.owners.owner`).
+resumes it (:func:`baton.forge.turn.owners.owner`).
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def _resume(key: Key) -> int:
     """Resume the thread parked at its cap by whoever owns it; the exit code of what ran (0: nothing)."""
     # lazy: cold CLI
     from baton.caps.words import spent_words
-    from baton.forge.owners import Owner, owner
+    from baton.forge.turn.owners import Owner, owner
     from baton.runner.capped import blocking, resume_request
 
     with cli_store() as (settings, store):

@@ -3,7 +3,7 @@
 A conversation is written as the forge names it: ``github:acme/api#42`` (the configured forge's name,
 the repository's full name, the issue's or PR's number; GitLab's merge request ``gitlab:group/api!7``, a
 thread apart from issue ``#7``'s); ``acme/api#42`` when one forge is configured
-(:func:`baton.forge.refs.parse_ref` reads it: ``#N`` is never merge request ``!N``'s thread).
+(:func:`baton.forge.turn.refs.parse_ref` reads it: ``#N`` is never merge request ``!N``'s thread).
 ``reconcile`` runs the turns it starts in this process (the in-process executor, or the fleet's workers
 when a broker is configured) and waits for them, so it is complete when it returns.
 """
@@ -35,7 +35,7 @@ from baton.errors import BadInput, NotFound
 from baton.models import JobStatus
 
 if TYPE_CHECKING:
-    from baton.forge.loop import ForgeLoop
+    from baton.forge.turn.loop import ForgeLoop
     from baton.store.base import Store
 
 forge_app = group("Threads bound to forge issues and pull requests: the feedback loop.")
@@ -51,8 +51,8 @@ def forge_loop(run_turns: bool = False) -> Iterator[ForgeLoop]:
     # lazy: cold CLI
     from baton import tracing
     from baton.fleet.executor import make_executor
-    from baton.forge import publish
-    from baton.forge.config import load_forges
+    from baton.forge.data.config import load_forges
+    from baton.forge.writes import publish
 
     with cli_store() as (settings, store):
         tracing.configure(settings)  # BATON_OTEL=on: a reconcile is a trace, its turns in it
@@ -89,7 +89,7 @@ def _await_turns(store: Store, jobs: list[str], longest: float) -> None:
     """Until every job ``jobs`` names has ended and its turn is published (the executor's stop waits
     only 10 s, and on a busy machine a turn and its push take longer), or ``longest`` seconds."""
     # lazy: cold CLI
-    from baton.forge.tables import forge_store
+    from baton.forge.data.tables import forge_store
 
     deadline = time.monotonic() + longest + 60.0
     while time.monotonic() < deadline:
@@ -108,8 +108,8 @@ def forge_ls(
 ) -> None:
     """List bound threads: the conversation, its key, status, PR and when it last changed."""
     # lazy: cold CLI
-    from baton.forge.records import BindingStatus
-    from baton.forge.tables import forge_store
+    from baton.forge.data.records import BindingStatus
+    from baton.forge.data.tables import forge_store
 
     with forge_loop() as loop:
         rows = forge_store(loop.store).list_bindings(status=BindingStatus(status) if status else None)
@@ -128,8 +128,8 @@ def forge_ls(
 def forge_show(conversation: ConvArg, as_json: JsonOpt = False) -> None:
     """A bound thread: its issue or PR, feedback events with their sources, turns and budget."""
     # lazy: cold CLI
-    from baton.forge.refs import parse_ref
-    from baton.forge.threads import thread_state
+    from baton.forge.turn.refs import parse_ref
+    from baton.forge.turn.threads import thread_state
 
     with forge_loop() as loop:
         ref = parse_ref(loop.config, conversation)
@@ -179,8 +179,8 @@ def forge_bind(
 ) -> None:
     """Bind an issue or PR to a thread: its feedback becomes turns of the thread's conversation."""
     # lazy: cold CLI
-    from baton.forge.refs import parse_ref
-    from baton.forge.threads import bind_thread
+    from baton.forge.turn.refs import parse_ref
+    from baton.forge.turn.threads import bind_thread
 
     with forge_loop() as loop:
         ref = parse_ref(loop.config, conversation)
@@ -199,8 +199,8 @@ def forge_bind(
 def forge_unbind(conversation: ConvArg) -> None:
     """Unbind: the thread keeps its conversation and worktree; feedback no longer reaches it."""
     # lazy: cold CLI
-    from baton.forge.refs import parse_ref
-    from baton.forge.threads import unbind_thread
+    from baton.forge.turn.refs import parse_ref
+    from baton.forge.turn.threads import unbind_thread
 
     with forge_loop() as loop:
         ref = parse_ref(loop.config, conversation)
@@ -214,7 +214,7 @@ def forge_unbind(conversation: ConvArg) -> None:
 def forge_reconcile(as_json: JsonOpt = False) -> None:
     """Ask every configured forge what webhooks missed, act on it, and run the turns it starts."""
     # lazy: cold CLI
-    from baton.forge.reconcile import reconcile
+    from baton.forge.background.reconcile import reconcile
 
     with forge_loop(run_turns=True) as loop:
         report = reconcile(loop)
@@ -234,7 +234,7 @@ def forge_reconcile(as_json: JsonOpt = False) -> None:
 def forge_test(as_json: JsonOpt = False) -> None:
     """Check what a turn needs of each forge: the token and API, baton's access, clone and push, webhooks."""
     # lazy: cold CLI
-    from baton.forge.check import check_forges
+    from baton.forge.background.check import check_forges
 
     with forge_loop() as loop:
         checks = check_forges(loop)

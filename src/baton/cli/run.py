@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from baton.cli import interrupted
 from baton.cli.common import JsonOpt, repository_egress
+from baton.cli.interrupts import interrupted
 from baton.cli.options import request_command
 from baton.cli.render import emit_json, err, esc, out, say
 from baton.errors import exit_code_of

@@ -67,7 +67,7 @@ def sessions_show(
     to an issue or PR, and its recent runs."""
     # lazy: cold CLI
     from baton.asking.pending import waiting
-    from baton.forge.threads import forge_settings, key_state
+    from baton.forge.turn.threads import forge_settings, key_state
     from baton.sessions.lineage import lineage
     from baton.sessions.manage import get_session, resolve_key
 

@@ -29,7 +29,7 @@ from baton.store import Store
 
 NOT_STARTED = "cancelled before it started"
 # Called when a job's run has ended, before the end is recorded: (job id, outcome, the job's fields:
-# ``result``, ``error``). The forge room registers its publisher here (baton.forge.publish), so a
+# ``result``, ``error``). The forge room registers its publisher here (baton.forge.writes.publish), so a
 # thread's next turn cannot start before its last one has been pushed and reported.
 AfterJob = Callable[[str, str, dict[str, Any]], None]
 AFTER_JOB: dict[str, AfterJob] = {}

@@ -61,8 +61,8 @@ def decide(settings: Settings, store: Store, job: JobRecord) -> Decision:
     - its last attempt had ended and the runner had finished it (:func:`_finished`): only the job's end
       went unrecorded (the process died publishing it, or recording it): :data:`Then.RECORD`, with that
       attempt's outcome and result. A turn whose agent succeeded is never recorded ``crashed``, and a
-      forge turn is then published from the checkpoint its run shared (``baton.forge.adopt``). So too
-      when its runner died before sharing the turn's state and this home has it (shared now:
+      forge turn is then published from the checkpoint its run shared (``baton.forge.background.adopt``). So
+      too when its runner died before sharing the turn's state and this home has it (shared now:
       :func:`baton.fleet.unshared.share_here`), or when the job may not run again; else that attempt
       is marked ``crashed`` and the turn runs again (:func:`baton.fleet.unshared.disown`);
     - else (it died mid-turn, before its run started, or before the run's state was shared), while its

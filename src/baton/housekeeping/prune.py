@@ -49,7 +49,7 @@ class PruneRules:
 def rules(settings: Settings) -> PruneRules:
     """The settings' kinds and ``config.toml``'s per-repo tables; BadInput naming a bad entry. The file
     is read by :func:`baton.settings.read_config` (once per process), and these tables typed strictly
-    here (as :mod:`baton.forge.config` types its own): an unknown key or a bad name is an error naming
+    here (as :mod:`baton.forge.data.config` types its own): an unknown key or a bad name is an error naming
     its table."""
     return PruneRules(settings.prune_kind_names, _repo_tables(settings.home / "config.toml"))
 

@@ -17,7 +17,7 @@ from baton.asking.pending import answering
 from baton.asking.questions import MAX_ANSWER
 from baton.errors import Busy, NotWaiting
 from baton.fleet import jobs
-from baton.forge.answered import answered_elsewhere
+from baton.forge.writes.answered_elsewhere import answered_elsewhere
 from baton.models import JobRecord
 from baton.runner.request import RunRequest
 from baton.service.auth import Actor, require
@@ -83,7 +83,7 @@ def submit_answer(
     dashboard's one way); NotFound, NotWaiting or BadInput with nothing written. The caller hands the
     job to its executor. Under the key's answer lease, so of two answers at once the second sees the
     first's run queued and is refused (409) at once; a forge thread bound to the key waits no more
-    (:func:`baton.forge.answered.answered_elsewhere`)."""
+    (:func:`baton.forge.writes.answered_elsewhere.answered_elsewhere`)."""
     key = resolve_key(store, named.agent, named.repo, named.thread)
     session = get_session(store, key)
     by = f"{actor} (through baton's {where})"

@@ -20,7 +20,7 @@ from baton.caps.model import MAXIMA, Measure, Scope, parse_raise, thread_subject
 from baton.caps.parked import parked
 from baton.errors import BadInput, NotFound
 from baton.fleet import jobs
-from baton.forge.owners import Owner, owner
+from baton.forge.turn.owners import Owner, owner
 from baton.keys import Key, parse_repo
 from baton.runner.capped import blocking, resume_request
 from baton.service.auth import Actor, require

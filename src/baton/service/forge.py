@@ -1,5 +1,5 @@
 """Routes: the forge loop — bound threads (list, show one with its events, turns and budgets; bind and
-unbind), its outcomes per repository and agent (:mod:`baton.forge.outcomes`) and a reconcile on demand;
+unbind), its outcomes per repository and agent (:mod:`baton.forge.data.outcomes`) and a reconcile on demand;
 and its start with the service (:func:`start`): the operator's forge
 configuration, the publisher of forge turns on this service's executor, and the schedule (a reconcile
 every ``forge_reconcile`` seconds, the heal of waiting events in between).
@@ -18,16 +18,16 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from baton.fleet.executor import Executor
-from baton.forge import publish
-from baton.forge.config import ForgeSettings
-from baton.forge.loop import ForgeLoop
-from baton.forge.model import ForgeError, ForgeUnreachable
-from baton.forge.outcomes import outcomes
-from baton.forge.reconcile import reconcile
-from baton.forge.records import BindingStatus
-from baton.forge.schedule import Schedule
-from baton.forge.tables import forge_store
-from baton.forge.threads import AlreadyBound, bind_thread, thread_state, unbind_thread
+from baton.forge.background.reconcile import reconcile
+from baton.forge.background.schedule import Schedule
+from baton.forge.data.config import ForgeSettings
+from baton.forge.data.model import ForgeError, ForgeUnreachable
+from baton.forge.data.outcomes import outcomes
+from baton.forge.data.records import BindingStatus
+from baton.forge.data.tables import forge_store
+from baton.forge.turn.loop import ForgeLoop
+from baton.forge.turn.threads import AlreadyBound, bind_thread, thread_state, unbind_thread
+from baton.forge.writes import publish
 from baton.models import iso
 from baton.service.auth import Actor, require
 from baton.service.records import TokenScope

@@ -22,9 +22,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from baton.forge.outcomes import RepoOutcomes, Spread, outcomes
-from baton.forge.records import BindingStatus, DeliveryStatus
-from baton.forge.tables import delivery_store, forge_store
+from baton.forge.data.outcomes import RepoOutcomes, Spread, outcomes
+from baton.forge.data.records import BindingStatus, DeliveryStatus
+from baton.forge.data.tables import delivery_store, forge_store
 from baton.housekeeping.disk import DiskReport
 from baton.housekeeping.fleetdisk import FleetDisk, WorkerDisk, fleet_disk
 from baton.models import JobStatus, Mode, Outcome, QuotaRecord, QuotaState, SessionStatus
@@ -201,7 +201,7 @@ OUTCOME_SPREADS: tuple[tuple[str, str, Callable[[RepoOutcomes], Spread]], ...] =
 
 
 def outcome_metrics(rows: list[RepoOutcomes]) -> Iterator[Metric]:
-    """The forge loop's outcomes per forge, repository and agent (:mod:`baton.forge.outcomes`): counts,
+    """The forge loop's outcomes per forge, repository and agent (:mod:`baton.forge.data.outcomes`): counts,
     and distributions as summaries (median and 90th percentile, sum, count)."""
     for name, text, count in OUTCOME_COUNTS:
         counter = CounterMetricFamily(name, text, labels=OUTCOME_LABELS)
@@ -262,11 +262,11 @@ class MetricsStore(ViewStore, WorkerStore, QuotaStore, Transactions, Protocol):
 class StoreCollector(Collector):
     """Everything from the store (and the disk cache) at collect time. A scrape costs three aggregate
     queries (:meth:`baton.store.base.Store.metrics_counts`: one scan of the runs, one of the sessions,
-    the jobs'), the forge's deliveries' one (:meth:`~baton.forge.tables.DeliveryStore.delivery_counts`),
-    the forge loop's four (:meth:`~baton.forge.tables.ForgeStore.forge_counts`,
-    :meth:`~baton.forge.tables.ForgeStore.forge_turn_counts`; ``baton_forge_refused_total`` counts the
+    the jobs'), the forge's deliveries' one (:meth:`~baton.forge.data.tables.DeliveryStore.delivery_counts`),
+    the forge loop's four (:meth:`~baton.forge.data.tables.ForgeStore.forge_counts`,
+    :meth:`~baton.forge.data.tables.ForgeStore.forge_turn_counts`; ``baton_forge_refused_total`` counts the
     audit log's ``forge.refused`` rows, a scan of the audit table, which has no index on its action),
-    the forge outcomes' four (:func:`baton.forge.outcomes.outcomes`: a row per bound thread, per turn
+    the forge outcomes' four (:func:`baton.forge.data.outcomes.outcomes`: a row per bound thread, per turn
     and per CI failure), the quota breakers' one (one store read of ``quotas``) and the quarantined
     conversations' one (``session_strikes``). Counters are counts of stored rows: a reset that deletes
     a key's runs lowers them, which Prometheus treats as a counter reset."""

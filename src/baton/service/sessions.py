@@ -15,9 +15,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from baton.asking.pending import waiting
-from baton.forge.config import ForgeSettings
-from baton.forge.schedule import Schedule
-from baton.forge.threads import key_state
+from baton.forge.background.schedule import Schedule
+from baton.forge.data.config import ForgeSettings
+from baton.forge.turn.threads import key_state
 from baton.models import SessionStatus
 from baton.service.auth import Actor, require
 from baton.service.fields import Agent, Thread

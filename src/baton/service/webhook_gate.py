@@ -15,9 +15,9 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from baton.errors import BatonError
-from baton.forge.delivery import DeliveryReader
-from baton.forge.model import ForgeKind
-from baton.forge.registry import reader as reader_of
+from baton.forge.data.model import ForgeKind
+from baton.forge.kinds.registry import reader as reader_of
+from baton.forge.reading.delivery import DeliveryReader
 from baton.service.errors import status_of
 from baton.service.webhooks import acknowledge
 

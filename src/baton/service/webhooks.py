@@ -3,10 +3,10 @@ GitLab (``POST /webhooks/gitlab``, its secret token), and the list of deliveries
 (``GET /v1/webhooks/deliveries``). HTTP in, a status code out: the domain
 code is in the forge room. A delivery goes through the gates of :func:`receive` in order (the secret,
 the signature, the headers and payload, read once into a typed delivery by its forge's
-:class:`~baton.forge.delivery.Reader`) and is stored keyed by (forge, delivery id), the atomic "act
+:class:`~baton.forge.reading.delivery.Reader`) and is stored keyed by (forge, delivery id), the atomic "act
 once", and answered 202 at once; its work (the cleanup, the forge loop's feedback) runs in the
-background (:class:`baton.forge.deliveries.Worker`, whose pool belongs to this router's lifespan, which
-also re-queues deliveries a previous process left ``pending``). What is cleaned up and when:
+background (:class:`baton.forge.background.delivery_pool.Worker`, whose pool belongs to this router's
+lifespan, which also re-queues deliveries a previous process left ``pending``). What is cleaned up and when:
 docs/service.md (Webhooks).
 """
 
@@ -27,14 +27,14 @@ from pydantic import BaseModel
 from starlette.datastructures import Headers
 
 from baton import tracing
-from baton.forge.deliveries import Acknowledging, Intake, Worker
-from baton.forge.delivery import Delivery as Work  # Delivery: the route's response model, below
-from baton.forge.delivery import DeliveryReader
-from baton.forge.events import Ignored, Malformed, authentic, payload_of, refused
-from baton.forge.model import ForgeKind
-from baton.forge.records import DeliveryRecord, DeliveryStatus
-from baton.forge.registry import reader as reader_of
-from baton.forge.tables import delivery_store
+from baton.forge.background.delivery_pool import Acknowledging, Intake, Worker
+from baton.forge.data.model import ForgeKind
+from baton.forge.data.records import DeliveryRecord, DeliveryStatus
+from baton.forge.data.tables import delivery_store
+from baton.forge.kinds.registry import reader as reader_of
+from baton.forge.reading.delivery import Delivery as Work  # Delivery: the route's response model, below
+from baton.forge.reading.delivery import DeliveryReader
+from baton.forge.reading.webhook import Ignored, Malformed, authentic, payload_of, refused
 from baton.service.auth import Actor, require
 from baton.service.errors import Problem
 from baton.service.records import TokenScope
@@ -133,14 +133,14 @@ async def receive(request: Request, reader: DeliveryReader) -> JSONResponse:
        a 5xx would say the service is failing).
     2. The HMAC-SHA256 of the *raw* body under the secret equals the signature header, compared in
        constant time (GitHub ``X-Hub-Signature-256: sha256=<hex>``; Gitea ``X-Gitea-Signature: <hex>``,
-       or the GitHub header it also sends; :mod:`baton.forge.events`), or GitLab's ``X-Gitlab-Token``
+       or the GitHub header it also sends; :mod:`baton.forge.reading.webhook`), or GitLab's ``X-Gitlab-Token``
        equals the secret (constant time) — else 401, nothing done.
     3. A delivery id (``X-GitHub-Delivery`` / ``X-Gitea-Delivery`` / ``X-Gitlab-Event-UUID``) and an
        event name are present, the body is a JSON object, and an event that cleans up has the fields
        it needs — else 400.
     4. The delivery is inserted into the store, keyed by (forge, delivery id): a redelivery finds the
        first record and is answered from it, doing nothing. Inserts are group-committed by one thread
-       (:class:`baton.forge.deliveries.Intake`).
+       (:class:`baton.forge.background.delivery_pool.Intake`).
 
     Events that clean up: ``delete`` of a branch, ``pull_request`` ``closed`` (merged or not; the branch
     is ``head.ref`` in the head repository, which for a PR from a fork is the fork; when merged, the

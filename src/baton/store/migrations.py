@@ -232,7 +232,8 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ),
     (
         17,
-        "the forge loop's outcomes (forge/outcomes.py): when a thread's PR was opened, merged or closed, "
+        "the forge loop's outcomes (forge/data/outcomes.py): when a thread's PR was opened, merged or "
+        "closed, "
         "since when it waits on a person; what each turn pushed and whether it answered",
         [
             "ALTER TABLE forge_bindings ADD COLUMN pr_opened_at {real}",

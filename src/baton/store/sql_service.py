@@ -1,6 +1,6 @@
 """What the fleet keeps in the SQL store: submitted runs (jobs) and their event streams, and the
 counts of ``/metrics``. The service's own API tokens are in :mod:`baton.service.tables`, the forge's
-webhook deliveries in :mod:`baton.forge.tables`.
+webhook deliveries in :mod:`baton.forge.data.tables`.
 
 Jobs are the service's queue: a job is stored ``queued`` before the API answers 202, so a restart
 loses nothing, and an executor (in-process now, Celery later) starts the oldest queued job of a key only
@@ -173,7 +173,7 @@ class ServiceTables:
     def metrics_counts(self, buckets: Sequence[float]) -> dict[str, list[tuple[Any, ...]]]:
         """Counted by the database, so every process (and a restarted one) reports the same numbers,
         and a scrape costs three GROUP BY queries (one scan of the runs, one of the sessions; the
-        forge's deliveries are counted by its own role, :mod:`baton.forge.tables`)."""
+        forge's deliveries are counted by its own role, :mod:`baton.forge.data.tables`)."""
         with self._tx() as conn:
             return {
                 name: [tuple(r) for r in conn.execute(query)] for name, query in _metrics_queries(buckets)

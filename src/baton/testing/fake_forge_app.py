@@ -21,7 +21,7 @@ from baton.testing.fake_forge_core import ForgeCore, ForgeRefused
 from baton.testing.fake_forge_routes import Call, Handler, Reply
 from baton.testing.fake_forge_state import User, iso
 
-# what baton's loop needs (baton.forge.github.app.REQUIRED), the default of a fake App
+# what baton's loop needs (baton.forge.kinds.github.app.REQUIRED), the default of a fake App
 DEFAULT_PERMISSIONS = {
     "contents": "write",
     "pull_requests": "write",

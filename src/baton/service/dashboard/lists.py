@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
-from baton.forge.tables import delivery_store
+from baton.forge.data.tables import delivery_store
 from baton.plans.records import TaskStatus
 from baton.plans.tables import plan_store
 from baton.service.dashboard.web import Viewer, page, signed_in, state

@@ -21,9 +21,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from baton.forge.outcomes import outcomes
-from baton.forge.records import BindingStatus
-from baton.forge.tables import forge_store
+from baton.forge.data.outcomes import outcomes
+from baton.forge.data.records import BindingStatus
+from baton.forge.data.tables import forge_store
 from baton.housekeeping.disk import DiskReport
 from baton.housekeeping.fleetdisk import FleetDisk, fleet_disk
 from baton.housekeeping.quotas import clear_breaker, quota_views
@@ -157,7 +157,7 @@ def quota_card(store: QuotaStore, now: float | None = None) -> dict[str, Any]:
 
 def forge_threads(store: Transactions) -> dict[str, Any] | None:
     """Bound threads by status, the first of those that need a human, and the loop's outcomes per
-    repository and agent (:func:`baton.forge.outcomes.outcomes`); None: nothing is bound."""
+    repository and agent (:func:`baton.forge.data.outcomes.outcomes`); None: nothing is bound."""
     forge = forge_store(store)
     bound = {status: int(n) for status, n in forge.forge_counts()["bindings"]}
     if not bound:

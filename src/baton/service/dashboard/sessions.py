@@ -1,7 +1,7 @@
 """Routes: the sessions table (``/sessions``), a session's page (``/session``) and its reset
 (``/session/reset``: a confirmation page, then the POST that archives and removes) and the answer to the
 question a thread waits on (``/session/answer``: the run that carries it queued). A session bound to a
-forge issue or PR shows its forge thread on its page (:func:`baton.forge.threads.key_state`): links to
+forge issue or PR shows its forge thread on its page (:func:`baton.forge.turn.threads.key_state`): links to
 the issue and the PR, the feedback events with who sent them, where, what became of them and the run
 they became, the budget spent, and a banner when it needs a human. Comment text is never shown;
 everything else the forge sent is escaped by the templates, and only http(s) addresses become links.
@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from baton.asking.pending import under_way, waiting
 from baton.environment import split_note
 from baton.errors import BadInput
-from baton.forge.threads import key_state
+from baton.forge.turn.threads import key_state
 from baton.housekeeping.disk import DiskReport, SessionUsage
 from baton.models import JobStatus, RunRecord, SessionRecord, SessionStatus
 from baton.service.answers import Key3, submit_answer

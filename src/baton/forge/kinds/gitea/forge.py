@@ -1,0 +1,37 @@
+"""Gitea and Forgejo as the loop's :class:`~baton.forge.kinds.registry.Implementation`."""
+
+from __future__ import annotations
+
+from baton.forge.data.config import ForgeConfig
+from baton.forge.data.model import ForgeClient, ForgeKind, Review
+from baton.forge.kinds.gitea.client import GiteaClient
+from baton.forge.kinds.gitea.merge import GiteaMerge
+from baton.forge.kinds.readiness import MergeClient
+from baton.forge.kinds.tokenforge import TokenForge
+from baton.forge.reading.delivery import READERS, DeliveryReader
+from baton.forge.reading.events import gitea_review_identity
+from baton.forge.reading.webhook import HOOK_EVENTS
+
+
+class Gitea(TokenForge):
+    hook_events = HOOK_EVENTS
+    web_paths = ("issues", "pulls")
+
+    def client(self, forge: ForgeConfig) -> ForgeClient:
+        return GiteaClient(forge.api_url, forge.token())
+
+    def merge_client(self, client: ForgeClient) -> MergeClient | None:
+        if isinstance(client, GiteaClient):
+            return GiteaMerge(client)
+        return None
+
+    def review_identity(self, number: int, review: Review) -> str:
+        # its payload has no review id: webhook and API agree on its PR, commit and text
+        return gitea_review_identity(number, review.commit or "", review.body)
+
+    @property
+    def reader(self) -> DeliveryReader:
+        return READERS[ForgeKind.GITEA]
+
+
+GITEA = Gitea()

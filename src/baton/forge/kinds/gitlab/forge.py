@@ -1,0 +1,40 @@
+"""GitLab as the loop's :class:`~baton.forge.kinds.registry.Implementation`."""
+
+from __future__ import annotations
+
+from baton.forge.data.config import ForgeConfig
+from baton.forge.data.model import ForgeClient, Review
+from baton.forge.kinds.gitlab.client import GitLabClient
+from baton.forge.kinds.gitlab.events import GITLAB_READER
+from baton.forge.kinds.gitlab.merge import GitLabMerge
+from baton.forge.kinds.readiness import MergeClient
+from baton.forge.kinds.tokenforge import TokenForge
+from baton.forge.reading.delivery import DeliveryReader
+
+# the hook's flags the loop needs: notes, issues (labels, assignees, closes), MRs, pipelines, pushes
+HOOK_EVENTS = frozenset(
+    {"note_events", "issues_events", "merge_requests_events", "pipeline_events", "push_events"}
+)
+
+
+class GitLab(TokenForge):
+    hook_events = HOOK_EVENTS
+    web_paths = ("-/issues", "-/merge_requests")  # its issue #N and MR !N are two things
+
+    def client(self, forge: ForgeConfig) -> ForgeClient:
+        return GitLabClient(forge.api_url, forge.token())
+
+    def merge_client(self, client: ForgeClient) -> MergeClient | None:
+        if isinstance(client, GitLabClient):
+            return GitLabMerge(client)
+        return None
+
+    def review_identity(self, number: int, review: Review) -> str:
+        return f"review:note-{review.id}"  # no review id: a diff note each (baton.forge.turn.gathering)
+
+    @property
+    def reader(self) -> DeliveryReader:
+        return GITLAB_READER
+
+
+GITLAB = GitLab()

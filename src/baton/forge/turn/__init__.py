@@ -1,0 +1,8 @@
+"""An event to its thread's next turn: the loop's runtime (:mod:`loop`), who may start or steer a thread
+(:mod:`trust`), the dispatcher (:mod:`dispatch`: decide, store, start the turn) and what it keeps of its
+decisions (:mod:`decisions`), the prompt (:mod:`prompts`, :mod:`accounts`, :mod:`gathering`), caps
+(:mod:`budget`, :mod:`owners`), bound threads as people manage them (:mod:`threads`, :mod:`refs`), and
+what ends or reopens a thread's work (:mod:`closing`, :mod:`conflicts`, :mod:`open_merge`).
+
+May import: the data, reading and kinds wings.
+"""
