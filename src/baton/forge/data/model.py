@@ -113,6 +113,7 @@ class ForgeEvent:
     checks: tuple[FailedCheck, ...] = ()  # a CI failure's failing checks
     signature: str | None = None  # a CI failure's failure signature (the failing set, not the sha)
     at: float = 0.0  # when the forge says it happened (seconds since the epoch)
+    source: str = ""  # where it was said: "" the forge itself, else an intake's "<name>:<place>"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

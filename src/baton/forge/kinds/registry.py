@@ -17,6 +17,7 @@ from baton.forge.kinds.appchecks import AppChecks
 from baton.forge.kinds.gitea.forge import GITEA
 from baton.forge.kinds.github.forge import GITHUB
 from baton.forge.kinds.gitlab.forge import GITLAB
+from baton.forge.kinds.intake import Intake
 from baton.forge.kinds.readiness import MergeClient
 from baton.forge.reading.delivery import DeliveryReader, PartReaders
 
@@ -113,3 +114,12 @@ def merge_client(client: ForgeClient) -> MergeClient:
     if isinstance(client, MergeClient):
         return client
     raise ForgeError(f"{type(client).__name__} cannot read a pull request's readiness", 0)
+
+
+# -- intakes: the places other than a forge where people talk to threads (baton.forge.kinds.intake) ----
+INTAKES: dict[str, Intake] = {}
+
+
+def intake(name: str) -> Intake | None:
+    """The intake an event's ``source`` names; None for one that is not registered (here)."""
+    return INTAKES.get(name)

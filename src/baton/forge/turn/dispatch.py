@@ -22,7 +22,8 @@ from baton.forge.data.model import Decision, ForgeEvent, Outcome, Trigger
 from baton.forge.data.records import Binding, BindingStatus, EventRecord, EventStatus, FeedbackKind
 from baton.forge.data.tables import forge_store
 from baton.forge.kinds import registry
-from baton.forge.turn import budget, decisions, gathering, open_merge, prompts
+from baton.forge.kinds.intake import Message, Said
+from baton.forge.turn import budget, decisions, gathering, open_merge, places, prompts
 from baton.forge.turn.loop import ForgeLoop
 from baton.forge.turn.threads import bind_thread, by_head, follow_config
 from baton.forge.turn.trust import is_own, judge
@@ -442,7 +443,16 @@ def _submit(loop: ForgeLoop, binding: Binding, pending: list[EventRecord]) -> Ou
             )
     loop.submit(job.id)
     log.info("forge %s: turn %s started from %d event(s): %s", binding.conversation, job.id, len(ids), kinds)
+    _tell_started(loop, binding, events, job.id)
     return Outcome("accepted", f"turn {job.id} started", job_id=job.id, binding=binding.conversation)
+
+
+def _tell_started(loop: ForgeLoop, binding: Binding, events: list[ForgeEvent], job_id: str) -> None:
+    """The places beside the forge that the turn's events came from hear that it started (a chat's
+    "working on it"); on the forge, the status comment says what became of it when it ends."""
+    if others := places.beside_the_forge(places.places(loop, binding, events)):
+        text = f"Working on it: turn {job_id} of {binding.conversation} started."
+        places.tell(others, Message(Said.STARTED, text, binding.conversation, job_id))
 
 
 def _answering(loop: ForgeLoop, binding: Binding, body: str, events: list[ForgeEvent]) -> str:

@@ -29,7 +29,8 @@ from baton.forge.data.config import ForgeSettings, Reply
 from baton.forge.data.model import ForgeError, ForgeEvent, ForgeKind
 from baton.forge.data.records import Binding, BindingStatus
 from baton.forge.data.tables import forge_store
-from baton.forge.turn import dispatch, open_merge
+from baton.forge.kinds.intake import Message, Said
+from baton.forge.turn import dispatch, open_merge, places
 from baton.forge.turn.loop import ForgeLoop
 from baton.forge.turn.threads import STATUS_HEAD, status_comment_of
 from baton.forge.turn.trust import is_own
@@ -192,7 +193,7 @@ def told_elsewhere(loop: ForgeLoop, binding: Binding, job: JobRecord) -> str:
     if binding.status != BindingStatus.ACTIVE or binding.status_comment is None:
         return "no status comment to edit"
     result = {"outcome": job.outcome, "why": ELSEWHERE}
-    return _status_comment(loop, binding, job, result, False)
+    return _status_comment(loop, binding, _status_body(loop, binding, job, result, False))
 
 
 def _claimed(
@@ -276,8 +277,12 @@ def publish(
         binding.status_comment = status_comment_of(
             loop, binding.forge, binding.repo, binding.number, binding.on_pr
         )
-    result["comment"] = _status_comment(loop, binding, job, result, reply is Reply.STATUS)
-    _reply(loop, binding, job, result, reply, question, again)
+    status = _status_body(loop, binding, job, result, reply is Reply.STATUS)
+    result["comment"] = _status_comment(loop, binding, status)
+    where = places.places(loop, binding, _events(loop, job))
+    _reply(loop, binding, job, result, reply, question, again, where)
+    if others := places.beside_the_forge(where):  # on the forge, the status comment says it
+        result["told"] = places.tell(others, _message(Said.OUTCOME, status, binding, job, outcome))
     binding.updated_at = loop.clock()
     forge_store(loop.store).save_binding(binding)
     return result
@@ -291,12 +296,13 @@ def _reply(
     reply: Reply,
     question: Question | None,
     again: bool,
+    where: list[places.Place],
 ) -> None:
     """What people read of the turn besides its status: its question (whatever ``reply`` says: a question
     unread is a thread stuck), else its answer where ``reply`` puts it, then, after a review turn, a reply
     in each inline comment's thread (a turn that asked answers them after the answer)."""
     if question is not None:
-        result["question"] = _ask(loop, binding, job, question, again)
+        result["question"] = _ask(loop, binding, job, question, again, where)
         return
     answer = agent_answer.answer_of(job)
     if reply is Reply.COMMENT and answer is not None:
@@ -304,7 +310,9 @@ def _reply(
         result["reply"] = (
             "posted before"
             if posted
-            else _post(loop, binding, agent_answer.answer_text(binding, job, answer))
+            else places.tell(
+                where, _message(Said.ANSWER, agent_answer.answer_text(binding, job, answer), binding, job)
+            )
         )
     elif reply is Reply.STATUS and answer and not result["comment"].startswith("failed"):
         result["reply"] = "in the status comment"  # an answer, for the outcomes (forge/data/outcomes.py)
@@ -528,18 +536,25 @@ def _answered(loop: ForgeLoop, binding: Binding, job: JobRecord) -> bool:
     return any(is_own(c.author.login, forge) and c.body.startswith(mark) for c in said)
 
 
-def _ask(loop: ForgeLoop, binding: Binding, job: JobRecord, question: Question, again: bool) -> str:
+def _ask(
+    loop: ForgeLoop,
+    binding: Binding,
+    job: JobRecord,
+    question: Question,
+    again: bool,
+    where: list[places.Place],
+) -> str:
     """Put the turn's question to the people the work is for, once, and park the thread."""
     capped = agent_answer.cap_of(job)  # baton's question: the thread is at a spending cap
     if again and _answered(loop, binding, job):
         said = "posted before"
     elif capped is not None:
         mention, asked_by = loop.forge(binding.forge).mention, _asked_by(loop, binding, job)
-        said = _post(loop, binding, agent_answer.cap_text(binding, job, capped, mention, asked_by))
+        text = agent_answer.cap_text(binding, job, capped, mention, asked_by)
+        said = places.tell(where, _message(Said.QUESTION, text, binding, job))
     else:
-        said = _post(
-            loop, binding, agent_answer.question_text(binding, job, question, _asked_by(loop, binding, job))
-        )
+        text = agent_answer.question_text(binding, job, question, _asked_by(loop, binding, job))
+        said = places.tell(where, _message(Said.QUESTION, text, binding, job))
     _park(loop, binding, question.text, CAPPED if capped is not None else ASKED)
     return said
 
@@ -571,23 +586,27 @@ def _park(loop: ForgeLoop, binding: Binding, question: str, note: str = ASKED) -
     loop.store.audit("forge.needs_input", binding.conversation, "baton", {"question": question[:500]})
 
 
-def _post(loop: ForgeLoop, binding: Binding, text: str) -> str:
-    """A comment of baton's in the thread's conversation: "posted", or why not (the turn is kept)."""
-    try:
-        loop.client(binding.forge).post_comment(binding.repo, binding.number, text, pr=binding.on_pr)
-    except ForgeError as exc:
-        log.warning("forge %s: the agent's answer was not posted: %s", binding.conversation, exc)
-        return f"failed: {exc}"
-    return "posted"
+def _events(loop: ForgeLoop, job: JobRecord) -> list[ForgeEvent]:
+    return [ForgeEvent.from_json(r.event) for r in forge_store(loop.store).events_of_job(job.id)]
 
 
-def _status_comment(
+def _message(said: Said, text: str, binding: Binding, job: JobRecord, outcome: str = "") -> Message:
+    return Message(said, text, binding.conversation, job.id, outcome)
+
+
+def _status_body(
     loop: ForgeLoop, binding: Binding, job: JobRecord, result: dict[str, Any], with_answer: bool
 ) -> str:
-    client = loop.client(binding.forge)
+    """The turn's status as its status comment says it (``with_answer``: and the agent's answer)."""
     text = status_text(binding, job, result, loop.settings.public_url, loop.forge(binding.forge).kind)
     if with_answer and (lines := agent_answer.section(job)):
         text += "\n".join(lines) + "\n"
+    return text
+
+
+def _status_comment(loop: ForgeLoop, binding: Binding, text: str) -> str:
+    """The thread's one status comment posted, or edited to ``text``: what happened."""
+    client = loop.client(binding.forge)
     try:
         if binding.status_comment is not None:
             client.edit_comment(
