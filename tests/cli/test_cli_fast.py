@@ -242,7 +242,9 @@ RUN_PATH_PACKAGES = {"annotated_doc", "baton", "platformdirs", "shellingham", "t
 # (the proxy, the namespace, the setup's runner) loads only for a run that uses it.
 # Raised to 107 on 2026-11-29, on purpose: every agent start reads what its PATH's toolchains need
 # (baton.sandbox.toolchains: a version manager's root opened in the walls).
-RUN_PATH_MODULES, RUN_PATH_BATON_MODULES = 300, 107
+# Raised to 108 on 2026-11-29 (later), on purpose: the entry point's Ctrl-C flag (baton.cli.interrupts,
+# no imports of its own), which a run reads so an interrupt an import swallowed still cancels it.
+RUN_PATH_MODULES, RUN_PATH_BATON_MODULES = 300, 108
 SERVICE_PACKAGES = {"fastapi", "starlette", "httpx", "celery", "kombu", "uvicorn", "redis", "jinja2"}
 
 
