@@ -18,7 +18,7 @@ from baton.forge.data.config import ForgeConfig, ForgeSettings, RepoConfig
 from baton.forge.data.model import Budget, ForgeKind
 from baton.forge.data.records import BindingStatus
 from baton.forge.data.tables import forge_store
-from baton.forge.turn import budget, dispatch
+from baton.forge.turn import budget, dispatch, start
 from baton.forge.turn.loop import ForgeLoop
 from baton.forge.writes import publish
 from baton.settings import Settings
@@ -150,7 +150,7 @@ def test_the_forge_budgets_notice_is_the_caps_one(loop: ForgeLoop, forge: Memory
     idle(loop)
     binding = forge_store(loop.store).get_binding("gh", "acme/api", 42)
     assert binding is not None
-    dispatch._needs_human(loop, binding, "the thread's daily budget of 20 turns is spent")
+    start.needs_human(loop, binding, "the thread's daily budget of 20 turns is spent")
     [said] = [c for c in forge.comments_of() if "stopped working on this on its own" in c]
     assert said == (
         "baton stopped working on this on its own: the thread's daily budget of 20 turns is spent; a comment "

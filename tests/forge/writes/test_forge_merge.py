@@ -30,7 +30,7 @@ from baton.forge.data.tables import forge_store
 from baton.forge.kinds.readiness import GREEN, PENDING, RED, CheckState, PullState, not_ready
 from baton.forge.reading.delivery import READERS, Closed, Delivery, Settled
 from baton.forge.reading.webhook import Ignored, Target
-from baton.forge.turn import dispatch
+from baton.forge.turn import dispatch, start
 from baton.forge.turn.loop import ForgeLoop
 from baton.forge.writes import merge_policy, publish
 from baton.keys import Key, parse_repo
@@ -400,7 +400,7 @@ def test_an_event_waiting_for_its_turn_holds_the_policy_back_and_is_started(
     binding = opened(loop, forge)
     policy(loop, MergePolicy.AUTO)
     forge.approvals, forge.checks = [approval("alice", forge.head)], [CheckState("ci", GREEN)]
-    kick = dispatch.kick
+    kick = start.kick
     # the review's event is stored, and its turn not started yet (its kick comes a moment later)
     monkeypatch.setattr(dispatch, "kick", lambda *_a, **_k: None)
     assert dispatch.handle(loop, comment(2, "approved, and rename it please")).status == "coalesced"

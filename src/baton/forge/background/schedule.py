@@ -18,7 +18,7 @@ from baton.errors import Fenced
 from baton.forge.background import adopt
 from baton.forge.background.reconcile import reconcile
 from baton.forge.data.tables import forge_store
-from baton.forge.turn import dispatch
+from baton.forge.turn import start
 from baton.forge.turn.loop import ForgeLoop
 from baton.forge.writes import publish
 from baton.models import JobStatus
@@ -52,7 +52,7 @@ def kick_pending(loop: ForgeLoop) -> int:
     started = 0
     for forge, repo, number, pr in forge_store(loop.store).pending_forge_threads():
         binding = forge_store(loop.store).get_binding(forge, repo, number, loop.which(forge, pr))
-        if binding is not None and dispatch.kick(loop, binding) is not None:
+        if binding is not None and start.kick(loop, binding) is not None:
             started += 1
     return started
 

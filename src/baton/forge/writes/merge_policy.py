@@ -23,7 +23,7 @@ from baton.forge.kinds import registry
 from baton.forge.kinds.readiness import MergeClient, PullState, not_ready
 from baton.forge.kinds.registry import merge_client
 from baton.forge.reading.delivery import Settled
-from baton.forge.turn import dispatch
+from baton.forge.turn import start
 from baton.forge.turn.loop import ForgeLoop
 from baton.forge.turn.threads import by_head
 from baton.forge.turn.trust import judge
@@ -51,7 +51,7 @@ def consider(loop: ForgeLoop, binding: Binding, why: str, finishing: str | None 
     was done or why nothing (never raises: a forge's failure is said in what it returns). ``finishing``:
     the turn being published now (:mod:`baton.forge.writes.publish` asks again after each turn).
 
-    It acts holding the lease :func:`baton.forge.turn.dispatch.kick` starts a turn under, and asks again
+    It acts holding the lease :func:`baton.forge.turn.start.kick` starts a turn under, and asks again
     under it whether a turn is queued or running or an event waits for one: no turn starts while the
     PR is marked ready or handed to the forge's auto-merge, and none is under way when it is. An event
     whose turn could not start meanwhile is started when it is done."""
@@ -59,7 +59,7 @@ def consider(loop: ForgeLoop, binding: Binding, why: str, finishing: str | None 
     skip = _skip(loop, binding, config, finishing)
     if skip or config is None:
         if skip == WAITING:  # its turn starts (kicked twice at worst: a kick starts one turn)
-            dispatch.kick(loop, binding, finishing)
+            start.kick(loop, binding, finishing)
         return {"merge": skip or "not configured"}
     lease = key_lease(loop.settings, loop.store, f"forge-merge:{loop.lease_name(binding)}")
     try:
@@ -84,7 +84,7 @@ def consider(loop: ForgeLoop, binding: Binding, why: str, finishing: str | None 
         turns.release()
         lease.release()
         if _waiting(loop, binding):  # its kick found the lease held: it starts now
-            dispatch.kick(loop, binding, finishing)
+            start.kick(loop, binding, finishing)
 
 
 def _waiting(loop: ForgeLoop, binding: Binding) -> bool:
@@ -106,7 +106,7 @@ def _skip(
         return "not a pull request baton opened"
     if binding.status == BindingStatus.CLOSED:
         return "the thread is closed"
-    if dispatch.busy(loop, binding, finishing):
+    if start.busy(loop, binding, finishing):
         return "a turn of the thread is under way: its push moves the head"
     if _waiting(loop, binding):
         return WAITING

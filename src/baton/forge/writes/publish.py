@@ -30,7 +30,7 @@ from baton.forge.data.model import ForgeError, ForgeEvent, ForgeKind
 from baton.forge.data.records import Binding, BindingStatus
 from baton.forge.data.tables import forge_store
 from baton.forge.kinds.intake import Message, Said
-from baton.forge.turn import dispatch, open_merge, places
+from baton.forge.turn import open_merge, places, start
 from baton.forge.turn.loop import ForgeLoop
 from baton.forge.turn.threads import STATUS_HEAD, status_comment_of
 from baton.forge.turn.trust import is_own
@@ -129,7 +129,7 @@ def after_job(
     any write to the forge (the lease ``publish:<job>``, renewed while it publishes; one that died
     lets it expire), and published by the one process holding the claim only if it is not published
     yet: one status comment, one PR, one push, whoever heals. It is marked published once, and only
-    then are the events that waited for it started as the next turn (:func:`baton.forge.turn.dispatch.kick`).
+    then are the events that waited for it started as the next turn (:func:`baton.forge.turn.start.kick`).
     ``again``: the heal publishes a turn whose publisher died, which may have posted its answer already.
     A turn another process is publishing now is theirs: what it wrote, or None while it writes.
     ``within``: what the writes run in, under the claim
@@ -178,7 +178,7 @@ def _elsewhere(loop: ForgeLoop, job: JobRecord) -> None:
         binding = forge_store(loop.store).binding_for_key(job.agent, job.repo, job.thread)
         if binding is not None and binding.status == BindingStatus.ACTIVE:
             told_elsewhere(loop, binding, job)
-            dispatch.kick(loop, binding, finishing=job.id)
+            start.kick(loop, binding, finishing=job.id)
     except Exception:  # the run's end is recorded whatever: the reconcile or the next event kicks it
         log.exception("forge: starting what waited after run %s failed", job.id)
 
@@ -216,7 +216,7 @@ def _claimed(
             log.exception("forge %s: publishing turn %s failed", binding.conversation, job.id)
             result = {"error": f"{type(exc).__name__}: {redact(str(exc))}"}
     published = forge_store(loop.store).mark_published(job.id, result, loop.clock())
-    if published and dispatch.kick(loop, binding, finishing=job.id) is None:  # no next turn: the PR
+    if published and start.kick(loop, binding, finishing=job.id) is None:  # no next turn: the PR
         merge_policy.consider(loop, binding, "a turn", finishing=job.id)  # may be ready now
     return result
 
