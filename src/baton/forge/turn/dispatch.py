@@ -9,7 +9,6 @@ turn started from every event that waited (:mod:`baton.forge.turn.start`). The g
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, replace
 
 from baton import tracing
@@ -25,8 +24,6 @@ from baton.forge.turn.start import kick
 from baton.forge.turn.threads import bind_thread, by_head
 from baton.forge.turn.trust import is_own, judge
 from baton.models import Access
-
-log = logging.getLogger("baton.forge")
 
 
 @tracing.traced("forge.dispatch")
