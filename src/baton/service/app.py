@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from baton import tracing
 from baton.errors import BatonError
 from baton.fleet.executor import check_executor, make_executor
-from baton.forge.data.config import load_forges
+from baton.forge.kinds.configured import load_forges
 from baton.housekeeping.sweep import sweep_periodically
 from baton.service import (
     admin,
