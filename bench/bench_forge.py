@@ -64,9 +64,9 @@ from tests.support.github_openapi import install as install_github_openapi
 
 from baton import load_settings, open_store
 from baton.forge.background.reconcile import reconcile
-from baton.forge.data.config import load_forges
 from baton.forge.data.records import Binding
 from baton.forge.data.tables import forge_store
+from baton.forge.kinds.configured import load_forges
 from baton.forge.kinds.github.client import GitHubClient
 from baton.forge.turn.loop import ForgeLoop
 from baton.forge.turn.threads import bind_thread

@@ -55,9 +55,9 @@ from bench_webhooks import SECRET
 from common import TIMES, Group, Repos, Row, Suite, baton_serve, fmt_seconds, log, median
 
 from baton import load_settings, open_store
-from baton.forge.data.config import load_forges
 from baton.forge.data.records import Binding
 from baton.forge.data.tables import forge_store
+from baton.forge.kinds.configured import load_forges
 from baton.forge.kinds.gitlab.client import GitLabClient
 from baton.forge.turn.loop import ForgeLoop
 from baton.forge.turn.threads import bind_thread

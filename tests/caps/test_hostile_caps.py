@@ -14,7 +14,7 @@ import pytest
 from baton.agents import AGENTS
 from baton.caps.model import Caps
 from baton.errors import BadInput
-from baton.forge.data.config import load_forges
+from baton.forge.kinds.configured import load_forges
 from baton.runner.request import RunRequest
 from baton.runner.resolve import validate
 from baton.settings import load_settings

@@ -15,7 +15,7 @@ import pytest
 
 from baton import settings as settings_module
 from baton.errors import BadInput
-from baton.forge.data.config import load_forges
+from baton.forge.kinds.configured import load_forges
 from baton.housekeeping.prune import rules
 from baton.settings import CHOICES, Settings, load_settings, read_config
 

@@ -212,7 +212,14 @@ def test_each_room_says_what_it_owns_and_may_import(room: str) -> None:
 
 # The forge loop (every module of baton.forge outside a forge's package) reaches a forge's package only
 # through its registry (docs/architecture.md, Adding a forge).
-FORGES = ("baton.forge.kinds.github", "baton.forge.kinds.gitea", "baton.forge.kinds.gitlab")
+# a forge is a folder of forge/kinds/ (docs/architecture.md, Adding a forge): every package there is one
+FORGES = tuple(
+    sorted(
+        m
+        for m, path in MODULES.items()
+        if m.count(".") == 3 and m.startswith("baton.forge.kinds.") and path.name == "__init__.py"
+    )
+)
 FORGE_REGISTRY = "baton.forge.kinds.registry"
 
 
@@ -221,6 +228,7 @@ def _forge_of(module: str) -> str | None:
 
 
 def test_the_forge_loop_reaches_a_forge_only_through_its_registry() -> None:
+    assert {"baton.forge.kinds.github", "baton.forge.kinds.gitea", "baton.forge.kinds.gitlab"} <= set(FORGES)
     loop = {m for m in MODULES if m.startswith("baton.forge.") and _forge_of(m) is None} - {FORGE_REGISTRY}
     reaching = {m: sorted(d for d in graph()[m] if _forge_of(d)) for m in loop}
     reached = {m: ds for m, ds in reaching.items() if ds}

@@ -34,8 +34,8 @@ from baton.agents.claude import ClaudeAgent
 from baton.agents.codex import CodexAgent
 from baton.agents.gemini import GeminiAgent
 from baton.cli.app import app as cli_app
-from baton.forge.data.config import load_forges
 from baton.forge.data.model import ForgeKind
+from baton.forge.kinds.configured import load_forges
 from baton.service import webhooks
 from baton.service.app import create_app
 from baton.settings import FORGE_CONFIG_ENV, Settings, load_settings, parse_size

@@ -19,7 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from baton.forge.reading.webhook import GITHUB, claimed_signatures, verified
+from baton.forge.kinds.github.facts import HOOK as GITHUB
+from baton.forge.reading.webhook import claimed_signatures, verified
 from baton.testing._http import BackgroundServer, QuietHandler
 from baton.testing.fake_forge import FakeForge, main, serve_quickly
 from baton.testing.fake_forge_openapi import rest_description, webhook_description

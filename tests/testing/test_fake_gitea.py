@@ -16,8 +16,9 @@ import pytest
 from baton.forge.data.model import Actor, ForgeError, ForgeKind
 from baton.forge.data.records import FeedbackKind
 from baton.forge.kinds.gitea.client import GiteaClient
+from baton.forge.kinds.gitea.facts import HOOK as GITEA
 from baton.forge.reading.events import read_event
-from baton.forge.reading.webhook import GITEA, claimed_signatures, verified
+from baton.forge.reading.webhook import claimed_signatures, verified
 from baton.testing._http import BackgroundServer, QuietHandler
 from baton.testing.fake_forge import serve_quickly
 from tests.support.fake_gitea import FakeGitea

@@ -76,7 +76,7 @@ def repository_egress(settings: Settings, request: RunRequest) -> None:
     if not (read_config(settings.home / "config.toml").data.get("repo") or os.environ.get(FORGE_CONFIG_ENV)):
         return
     # lazy: cold CLI
-    from baton.forge.data.config import repo_egress
+    from baton.forge.kinds.configured import repo_egress
 
     request.egress = repo_egress(settings.home, request.repo)
 

@@ -30,7 +30,7 @@ def visible(text: str, limit: int = SHOWN) -> str:
 def configured_setup(settings: Settings, repo: Repo) -> tuple[str, str] | None:
     """(the ``[repo."…"]`` table's name, its ``setup``) of the forge repository that is ``repo``."""
     # lazy: cold CLI
-    from baton.forge.data.config import load_forges
+    from baton.forge.kinds.configured import load_forges
 
     forges = load_forges(settings.home)
     for cfg in forges.repos.values():

@@ -51,7 +51,7 @@ def forge_loop(run_turns: bool = False) -> Iterator[ForgeLoop]:
     # lazy: cold CLI
     from baton import tracing
     from baton.fleet.executor import make_executor
-    from baton.forge.data.config import load_forges
+    from baton.forge.kinds.configured import load_forges
     from baton.forge.writes import publish
 
     with cli_store() as (settings, store):

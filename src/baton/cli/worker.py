@@ -73,7 +73,7 @@ def worker_cmd(
     names = [q.strip() for q in (queues or "").split(",") if q.strip()] or None
     announce(f"baton worker: home {settings.home}", settings.log_format)
     # lazy: cold CLI
-    from baton.forge.data.config import load_forges
+    from baton.forge.kinds.configured import load_forges
     from baton.forge.writes.publish import install_per_process
 
     forges = load_forges(settings.home)  # a bad forge table fails here, named, before the worker starts

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from baton import tracing
 from baton.errors import BatonError
 from baton.fleet.executor import check_executor, make_executor
-from baton.forge.data.config import load_forges
+from baton.forge.kinds.configured import load_forges
 from baton.housekeeping.sweep import sweep_periodically
 from baton.service import (
     admin,
@@ -112,6 +112,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhooks,
     ):  # the /v1 route groups (and webhooks)
         app.include_router(module.router, responses=ERROR_RESPONSES)
+    document = app.openapi
+    app.openapi = lambda: webhooks.per_kind(document())  # type: ignore[method-assign]  # /webhooks/<kind>
     app.add_exception_handler(BatonError, baton_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, http_error_handler)  # type: ignore[arg-type]
     dashboard.install(app)

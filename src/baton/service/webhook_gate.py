@@ -1,7 +1,8 @@
-"""The webhooks' fast path: ``POST /webhooks/{github,gitea,gitlab}`` answered by plain ASGI, before
-FastAPI's router, its route matching over every route and its per-request machinery; the gates are
-:func:`baton.service.webhooks.acknowledge`'s (the FastAPI routes stay for the OpenAPI document and
-answer alike). Under 50 deliveries at once each request's own cost is what the last one waits for.
+"""The webhooks' fast path: ``POST /webhooks/{kind}`` answered by plain ASGI, before FastAPI's router,
+its route matching over every route and its per-request machinery; the kind is the registry's
+(:data:`baton.service.webhooks.READERS`: a kind it does not know is a 404 naming those it does), the gates
+are :func:`baton.service.webhooks.acknowledge`'s (the FastAPI route stays for the OpenAPI document and
+answers alike). Under 50 deliveries at once each request's own cost is what the last one waits for.
 Inside :class:`baton.service.limits.BodyLimit`: the body is bounded before it is read.
 """
 
@@ -15,17 +16,10 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from baton.errors import BatonError
-from baton.forge.data.model import ForgeKind
-from baton.forge.kinds.registry import reader as reader_of
-from baton.forge.reading.delivery import DeliveryReader
 from baton.service.errors import status_of
-from baton.service.webhooks import acknowledge
+from baton.service.webhooks import READERS, acknowledge, unknown_kind
 
-ROUTES: dict[str, DeliveryReader] = {
-    "/webhooks/github": reader_of(ForgeKind.GITHUB),
-    "/webhooks/gitea": reader_of(ForgeKind.GITEA),
-    "/webhooks/gitlab": reader_of(ForgeKind.GITLAB),
-}
+PREFIX = "/webhooks/"
 
 
 class WebhookGate:
@@ -35,9 +29,13 @@ class WebhookGate:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        reader = ROUTES.get(scope["path"]) if scope["type"] == "http" else None
-        if reader is None or scope["method"] != "POST":
+        kind = _kind(scope)
+        if kind is None:
             await self.app(scope, receive, send)
+            return
+        reader = READERS.get(kind)
+        if reader is None:
+            await _send(send, 404, {"detail": unknown_kind(kind)}, [])
             return
         body = await _body(receive)
         if body is None:  # the sender went away
@@ -52,6 +50,14 @@ class WebhookGate:
         except BatonError as exc:  # the store failed (as baton.service.errors answers it)
             status, answer = status_of(exc), {"detail": str(exc)}
         await _send(send, status, answer, headers)
+
+
+def _kind(scope: Scope) -> str | None:
+    """The kind a webhook's POST names (``/webhooks/<kind>``); None for any other request."""
+    if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith(PREFIX):
+        return None
+    kind: str = scope["path"].removeprefix(PREFIX)
+    return kind if kind and "/" not in kind else None
 
 
 async def _body(receive: Receive) -> bytes | None:

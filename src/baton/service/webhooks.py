@@ -1,8 +1,8 @@
-"""Routes: signed webhooks from GitHub (``POST /webhooks/github``), Gitea (``POST /webhooks/gitea``) and
-GitLab (``POST /webhooks/gitlab``, its secret token), and the list of deliveries
-(``GET /v1/webhooks/deliveries``). HTTP in, a status code out: the domain
-code is in the forge room. A delivery goes through the gates of :func:`receive` in order (the secret,
-the signature, the headers and payload, read once into a typed delivery by its forge's
+"""Routes: signed webhooks, one route for every forge kind the registry knows (``POST /webhooks/{kind}``:
+``/webhooks/github``, ``/webhooks/gitea``, ``/webhooks/gitlab``; the OpenAPI document names each,
+:func:`per_kind`), and the list of deliveries (``GET /v1/webhooks/deliveries``). HTTP in, a status code
+out: the domain code is in the forge room. A delivery goes through the gates of :func:`receive` in order
+(the secret, the signature, the headers and payload, read once into a typed delivery by its forge's
 :class:`~baton.forge.reading.delivery.Reader`) and is stored keyed by (forge, delivery id), the atomic "act
 once", and answered 202 at once; its work (the cleanup, the forge loop's feedback) runs in the
 background (:class:`baton.forge.background.delivery_pool.Worker`, whose pool belongs to this router's
@@ -24,14 +24,14 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.datastructures import Headers
 
 from baton import tracing
 from baton.forge.background.delivery_pool import Acknowledging, Intake, Worker
-from baton.forge.data.model import ForgeKind
 from baton.forge.data.records import DeliveryRecord, DeliveryStatus
 from baton.forge.data.tables import delivery_store
-from baton.forge.kinds.registry import reader as reader_of
+from baton.forge.kinds.registry import readers
 from baton.forge.reading.delivery import Delivery as Work  # Delivery: the route's response model, below
 from baton.forge.reading.delivery import DeliveryReader
 from baton.forge.reading.webhook import Ignored, Malformed, authentic, payload_of, refused
@@ -44,6 +44,7 @@ SECRET_ENV = "BATON_WEBHOOK_SECRET"
 DELIVERY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 EVENT_NAME = re.compile(r"[A-Za-z0-9_.-][A-Za-z0-9_. -]{0,63}")  # GitLab's are "Note Hook", ...
 log = logging.getLogger("baton.webhooks")
+READERS = readers()  # each registered kind's reader, by its name in /webhooks/<kind>
 
 
 class DeliveryAnswer(BaseModel):
@@ -206,43 +207,54 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
 
 
+class Kind(Convertor[str]):
+    """A registered kind's name: the one route's ``{kind}`` matches no other, so any other path under
+    /webhooks/ stays the router's 404 (a POST is the gate's, which names the kinds)."""
+
+    regex = "|".join(sorted(READERS))
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("forge_kind", Kind())
+
+
 @router.post(
-    "/webhooks/github",
+    "/webhooks/{kind:forge_kind}",
     tags=["webhooks"],
     status_code=202,
     response_model=DeliveryAnswer,
     responses=RESPONSES,
     openapi_extra=BODY,
-    summary="A GitHub webhook (X-Hub-Signature-256): branch deleted, PR closed, push deleting a branch",
+    summary="A forge's webhook",
 )
-async def github(request: Request) -> JSONResponse:
-    return await receive(request, reader_of(ForgeKind.GITHUB))
+async def webhook(kind: str, request: Request) -> JSONResponse:
+    return await receive(request, READERS[kind])
 
 
-@router.post(
-    "/webhooks/gitea",
-    tags=["webhooks"],
-    status_code=202,
-    response_model=DeliveryAnswer,
-    responses=RESPONSES,
-    openapi_extra=BODY,
-    summary="A Gitea webhook (X-Gitea-Signature or X-Hub-Signature-256); same events as GitHub",
-)
-async def gitea(request: Request) -> JSONResponse:
-    return await receive(request, reader_of(ForgeKind.GITEA))
+def per_kind(document: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document with the one webhook route written out for each registered kind (its path,
+    its summary, its 401), as senders are configured: ``/webhooks/github``, ..."""
+    paths = document.get("paths", {})
+    route = paths.pop("/webhooks/{kind}", None)
+    if route is None:  # written out already (FastAPI keeps the document it made)
+        return document
+    for kind, reader in READERS.items():
+        post = {k: v for k, v in route["post"].items() if k != "parameters"}
+        unauthorized = {**post["responses"]["401"], "description": f"{refused(reader.forge)}: nothing done"}
+        responses = {**post["responses"], "401": unauthorized}
+        post |= {"summary": reader.forge.summary, "operationId": f"webhook_{kind}", "responses": responses}
+        paths[f"/webhooks/{kind}"] = {"post": post}
+    return document
 
 
-@router.post(
-    "/webhooks/gitlab",
-    tags=["webhooks"],
-    status_code=202,
-    response_model=DeliveryAnswer,
-    responses={**RESPONSES, 401: {"model": Problem, "description": "missing or wrong X-Gitlab-Token"}},
-    openapi_extra=BODY,
-    summary="A GitLab webhook (X-Gitlab-Token, X-Gitlab-Event-UUID): notes, issues, MRs, pipelines, pushes",
-)
-async def gitlab(request: Request) -> JSONResponse:
-    return await receive(request, reader_of(ForgeKind.GITLAB))
+def unknown_kind(kind: str) -> str:
+    """Why a POST to ``/webhooks/<kind>`` finds no forge (the gate's 404)."""
+    return f"no forge kind {kind!r} takes webhooks here (known: {', '.join(READERS)})"
 
 
 class Delivery(BaseModel):

@@ -91,7 +91,7 @@ def test_a_signed_acknowledgement_holds_the_handling_and_an_unsigned_one_does_no
     from starlette.exceptions import HTTPException
 
     from baton.forge.data.model import ForgeKind
-    from baton.forge.reading.delivery import READERS
+    from baton.forge.kinds import registry
     from baton.service import webhooks
 
     acks = Acknowledging()
@@ -112,5 +112,7 @@ def test_a_signed_acknowledgement_holds_the_handling_and_an_unsigned_one_does_no
     signatures = [False, True]
     for _ in range(2):
         with pytest.raises(HTTPException):
-            asyncio.run(webhooks.acknowledge(state, READERS[ForgeKind.GITHUB], Headers({}), b"{}", "c"))
+            asyncio.run(
+                webhooks.acknowledge(state, registry.reader(ForgeKind.GITHUB), Headers({}), b"{}", "c")
+            )
     assert seen == [0, 0, 1] and acks.in_flight() == 0

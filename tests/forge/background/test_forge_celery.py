@@ -12,10 +12,10 @@ import pytest
 
 from baton.fleet.celery import CeleryExecutor
 from baton.forge.background.schedule import heal
-from baton.forge.data.config import load_forges
 from baton.forge.data.model import Actor, ForgeEvent, Trigger
 from baton.forge.data.records import FeedbackKind
 from baton.forge.data.tables import forge_store
+from baton.forge.kinds.configured import load_forges
 from baton.forge.turn import dispatch
 from baton.forge.turn.loop import ForgeLoop
 from baton.models import JobStatus, Outcome

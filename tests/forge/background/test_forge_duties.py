@@ -21,8 +21,8 @@ from baton.fleet.local import LocalExecutor
 from baton.forge.background import adopt
 from baton.forge.background.reconcile import reconcile
 from baton.forge.background.schedule import heal
-from baton.forge.data.config import load_forges
 from baton.forge.data.tables import forge_store
+from baton.forge.kinds.configured import load_forges
 from baton.forge.turn.loop import ForgeLoop
 from baton.forge.writes import publish
 from baton.models import JobStatus

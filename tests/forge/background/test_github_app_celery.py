@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from baton.fleet.celery import CeleryExecutor
-from baton.forge.data.config import load_forges
 from baton.forge.data.tables import forge_store
+from baton.forge.kinds.configured import load_forges
 from baton.forge.kinds.github import app as github_app
 from baton.forge.turn import dispatch
 from baton.forge.turn.loop import ForgeLoop

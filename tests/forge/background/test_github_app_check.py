@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from baton.forge.background.check import check_forges
-from baton.forge.data.config import load_forges
+from baton.forge.kinds.configured import load_forges
 from baton.forge.turn.loop import ForgeLoop
 from baton.settings import Settings
 from baton.store import Store

@@ -17,9 +17,9 @@ from baton.forge.data.config import (
     RepoConfig,
     TriggerConfig,
     Untrusted,
-    load_forges,
 )
 from baton.forge.data.model import Budget, ForgeKind, Trigger
+from baton.forge.kinds.configured import load_forges
 from baton.models import Access, Environment, OnInstructions, OnPermission
 
 AGENTS = ("claude", "codex", "gemini")

@@ -10,7 +10,7 @@ import pytest
 
 from baton.errors import BadInput
 from baton.forge.data.appkey import AppKey
-from baton.forge.data.config import load_forges
+from baton.forge.kinds.configured import load_forges
 
 PEM = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----"
 

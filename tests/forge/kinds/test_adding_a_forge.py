@@ -1,7 +1,8 @@
-"""A forge added as docs/architecture.md (Adding a forge) says: a client that is a ``ForgeClient``, held
-in memory here, and an implementation registered in ``forge/kinds/registry.py``. The loop is given no client:
-one turn (a mention binds the issue, baton pushes and opens the pull request, its status comment is
-posted) reaches the forge only through the registry. A test cannot add a ``ForgeKind``, so the new
+"""A forge added as docs/architecture.md (Adding a forge) says: its folder (its facts, a client that is a
+``ForgeClient``, held in memory here, its implementation) and its one line in ``forge/kinds/registry.py``.
+A table of its kind defaults to its facts, read through the registry; the loop is given no client: one
+turn (a mention binds the issue, baton pushes and opens the pull request, its status comment is posted)
+reaches the forge only through the registry. A test cannot add a ``ForgeKind`` (step 3), so the new
 forge is registered under an existing kind."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 from baton.fleet.execute import AFTER_JOB
 from baton.fleet.local import LocalExecutor
 from baton.forge.data.config import ForgeConfig, ForgeSettings, RepoConfig
+from baton.forge.data.kind import KindFacts
 from baton.forge.data.model import (
     Actor,
     Changed,
@@ -31,7 +33,11 @@ from baton.forge.data.model import (
 from baton.forge.data.records import FeedbackKind
 from baton.forge.data.tables import forge_store
 from baton.forge.kinds import registry
+from baton.forge.kinds.configured import load_forges
 from baton.forge.kinds.readiness import MergeClient
+from baton.forge.reading.delivery import DeliveryReader, Reader
+from baton.forge.reading.events import HOOK_EVENTS
+from baton.forge.reading.webhook import Forge
 from baton.forge.turn import dispatch
 from baton.forge.turn.loop import ForgeLoop
 from baton.forge.writes import publish
@@ -41,10 +47,22 @@ from baton.store import Store
 from baton.testing.fake import register_fake
 from tests.conftest import git, make_repo, wait_for
 
+# The new forge's facts (step 1, its facts.py): what a table of its kind defaults to, its webhook's headers
+FACTS = KindFacts(
+    ForgeKind.GITEA,
+    "Tiny",
+    "/api/v1",
+    "http://t/api/v1",
+    "http://t",
+    git_user="tiny",
+    roles={"crew": "write"},
+)
+HOOK = Forge("tiny", ("x-tiny-event",), ("x-tiny-delivery",), ("x-tiny-signature",), summary="A Tiny webhook")
+
 
 @dataclass
 class TinyClient:
-    """The new forge's client (step 2): one issue, and what baton writes."""
+    """The new forge's client (step 1, its client.py): one issue, and what baton writes."""
 
     prs: list[tuple[str, str, str]] = field(default_factory=list)
     posted: dict[int, str] = field(default_factory=dict)
@@ -93,10 +111,12 @@ class TinyClient:
 
 @dataclass
 class Tiny:
-    """The new forge's implementation (step 4): what the registry hands the loop."""
+    """The new forge's implementation (step 1, its forge.py): what the registry hands the loop."""
 
     client_made: TinyClient = field(default_factory=TinyClient)
     web_paths: tuple[str, str] = ("issues", "pulls")
+    facts: KindFacts = FACTS
+    hook_events: frozenset[str] = HOOK_EVENTS
     asked: list[str] = field(default_factory=list)
 
     def client(self, forge: ForgeConfig) -> ForgeClient:
@@ -111,7 +131,7 @@ class Tiny:
 
     def push_env(self, forge: ForgeConfig, repo: str) -> dict[str, str]:
         self.asked.append(f"push {repo}")
-        return {"BATON_GIT_TOKEN": forge.token(), "BATON_GIT_USERNAME": "tiny"}
+        return {"BATON_GIT_TOKEN": forge.token(), "BATON_GIT_USERNAME": self.facts.git_user or forge.user}
 
     def push_refused(self, forge: ForgeConfig, token: str) -> bool:
         return False
@@ -119,11 +139,15 @@ class Tiny:
     def review_identity(self, number: int, review: Review) -> str:
         return f"review:{review.id}"
 
+    @property
+    def reader(self) -> DeliveryReader:
+        return Reader(HOOK, ForgeKind.GITEA)  # GitHub-shaped payloads
+
 
 @pytest.fixture
 def tiny(monkeypatch: pytest.MonkeyPatch) -> Tiny:
     made = Tiny()
-    monkeypatch.setitem(registry.IMPLEMENTATIONS, ForgeKind.GITEA, made)  # step 5, under a kind that is
+    monkeypatch.setitem(registry.IMPLEMENTATIONS, ForgeKind.GITEA, made)  # step 2, under a kind that is
     return made
 
 
@@ -177,3 +201,18 @@ def test_one_turn_reaches_the_added_forge_through_the_registry(
     assert "turn 1" in git(tmp_path / "origin.git", "show", "baton/fake/issue-42:notes.md")
     assert any("opened #7" in body for body in tiny.client_made.posted.values())
     assert tiny.asked[0] == "client tiny" and "push acme/api" in tiny.asked
+
+
+def test_a_table_of_the_added_forge_defaults_to_its_facts(tiny: Tiny, tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text(
+        '[forge.tiny]\nkind = "gitea"\nuser = "baton"\n\n[repo."acme/api"]\ntrusted = "crew"\n'
+    )
+    config = load_forges(tmp_path, environ={})
+    forge = config.forges["tiny"]
+    assert (forge.api_url, forge.web_url, forge.token_env) == (
+        "http://t/api/v1",
+        "http://t",
+        "BATON_GITEA_TOKEN",
+    )
+    assert config.repos[("tiny", "acme/api")].trusted == "write"  # its role name
+    assert registry.readers()["gitea"].forge is HOOK  # what POST /webhooks/gitea would read

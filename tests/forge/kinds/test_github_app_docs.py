@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from baton.forge.data.appkey import AppKey
-from baton.forge.data.config import load_forges
+from baton.forge.kinds.configured import load_forges
 from tests.pasted import leftovers, run_pasted  # noqa: F401 (leftovers: the fixture)
 from tests.private_services import free_port
 

@@ -21,8 +21,8 @@ import pytest
 import sqlalchemy as sa
 
 from baton.forge.background.reconcile import SKEW
-from baton.forge.data.config import load_forges
 from baton.forge.data.tables import delivery_store, forge_store
+from baton.forge.kinds.configured import load_forges
 from baton.forge.kinds.rest import epoch
 from baton.forge.writes import publish
 from baton.keys import parse_repo

@@ -19,14 +19,15 @@ from baton.forge.data.config import ForgeConfig, ForgeSettings
 from baton.forge.data.model import ForgeKind
 from baton.forge.data.records import Binding, BindingStatus, DeliveryRecord, DeliveryStatus
 from baton.forge.data.tables import delivery_store, forge_store
-from baton.forge.reading.delivery import READERS, BasePushed, Closed, Delivery, DeliveryKind, Reader
+from baton.forge.kinds import registry
+from baton.forge.reading.delivery import BasePushed, Closed, Delivery, DeliveryKind, Reader
 from baton.forge.reading.webhook import Ignored, Malformed, Target
 from baton.forge.turn.loop import ForgeLoop
 from baton.forge.writes import publish
 from baton.settings import Settings
 from baton.store import Store
 
-GITHUB, GITEA = READERS[ForgeKind.GITHUB], READERS[ForgeKind.GITEA]
+GITHUB, GITEA = registry.reader(ForgeKind.GITHUB), registry.reader(ForgeKind.GITEA)
 CONFIG = ForgeSettings(
     forges={
         "gh": ForgeConfig(

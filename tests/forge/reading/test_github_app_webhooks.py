@@ -10,11 +10,11 @@ import json
 
 import pytest
 
-from baton.forge.data.config import load_forges
 from baton.forge.data.model import ForgeError
 from baton.forge.data.records import DeliveryStatus
 from baton.forge.data.tables import delivery_store
 from baton.forge.kinds import registry
+from baton.forge.kinds.configured import load_forges
 from baton.forge.kinds.github.app import GitHubApp, app_of
 from baton.forge.kinds.github.app_events import Installed
 from baton.forge.reading.delivery import Delivery, DeliveryKind

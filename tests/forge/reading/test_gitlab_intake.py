@@ -23,8 +23,9 @@ from baton.forge.data.model import ForgeKind, Trigger
 from baton.forge.data.records import FeedbackKind
 from baton.forge.data.tables import delivery_store
 from baton.forge.kinds.gitlab.events import GITLAB_READER, actor
+from baton.forge.kinds.gitlab.facts import HOOK as GITLAB
 from baton.forge.reading.delivery import BasePushed, Closed, Delivery, Settled
-from baton.forge.reading.webhook import GITLAB, Ignored, Malformed, Target, authentic, token_verified
+from baton.forge.reading.webhook import Ignored, Malformed, Target, authentic, token_verified
 from tests.service_fixtures import Service, run_service, service_fixture  # noqa: F401 (the `service` fixture)
 
 SECRET = "gl-hook-s3cret"

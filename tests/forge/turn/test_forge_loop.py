@@ -40,7 +40,8 @@ from baton.forge.data.model import (
 from baton.forge.data.records import BindingStatus, EventStatus, FeedbackKind
 from baton.forge.data.schema import forge_turns
 from baton.forge.data.tables import forge_store
-from baton.forge.reading.delivery import READERS, BasePushed, Delivery
+from baton.forge.kinds.github.app_events import READER as GITHUB_READER
+from baton.forge.reading.delivery import BasePushed, Delivery
 from baton.forge.turn import dispatch
 from baton.forge.turn.conflicts import base_moved
 from baton.forge.turn.loop import ForgeLoop
@@ -567,7 +568,7 @@ def test_a_push_delivery_names_the_branch_to_check(loop: ForgeLoop) -> None:
     payload = next(e for e in push["examples"] if e["ref"].startswith("refs/heads/"))
     payload["repository"]["full_name"] = "acme/api"
     payload["deleted"] = False
-    reader = READERS[ForgeKind.GITHUB]
+    reader = GITHUB_READER
     read = reader.feedback(loop.config, "push", payload)
     assert read == Delivery(pushed=BasePushed("gh", "acme/api", payload["ref"].removeprefix("refs/heads/")))
     payload["deleted"] = True

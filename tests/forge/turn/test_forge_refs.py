@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from baton.errors import BadInput
-from baton.forge.data.config import load_forges
 from baton.forge.data.tables import forge_store
+from baton.forge.kinds.configured import load_forges
 from baton.forge.turn.refs import Ref, parse_ref
 from baton.settings import Settings
 from baton.store import Store

@@ -27,8 +27,10 @@ from baton.forge.data.config import ForgeConfig, ForgeSettings, MergePolicy, Rep
 from baton.forge.data.model import Actor, Budget, ForgeError, ForgeKind, Review, ThreadInfo
 from baton.forge.data.records import Binding, BindingStatus, EventStatus, FeedbackKind
 from baton.forge.data.tables import forge_store
+from baton.forge.kinds.gitea.forge import READER as GITEA_READER
+from baton.forge.kinds.github.app_events import READER as GITHUB_READER
 from baton.forge.kinds.readiness import GREEN, PENDING, RED, CheckState, PullState, not_ready
-from baton.forge.reading.delivery import READERS, Closed, Delivery, Settled
+from baton.forge.reading.delivery import Closed, Delivery, Settled
 from baton.forge.reading.webhook import Ignored, Target
 from baton.forge.turn import dispatch, start
 from baton.forge.turn.loop import ForgeLoop
@@ -461,9 +463,7 @@ def test_a_head_no_check_has_reported_on_waits_unless_the_repository_has_no_ci()
 
 
 def _gh(loop: ForgeLoop, event: str, payload: dict[str, Any]) -> Delivery | Ignored:
-    return READERS[ForgeKind.GITHUB].feedback(
-        loop.config, event, {"repository": {"full_name": "acme/api"}, **payload}
-    )
+    return GITHUB_READER.feedback(loop.config, event, {"repository": {"full_name": "acme/api"}, **payload})
 
 
 def test_an_approval_or_a_green_check_is_read_as_settled(stalled: ForgeLoop) -> None:
@@ -508,7 +508,7 @@ def test_giteas_approval_is_read_as_settled(stalled: ForgeLoop) -> None:
         "pull_request": {"number": 7, "title": "WIP: t", "head": {"sha": HEAD}},
         "repository": {"full_name": "acme/api"},
     }
-    found = READERS[ForgeKind.GITEA].feedback(config, "pull_request_approved", payload)
+    found = GITEA_READER.feedback(config, "pull_request_approved", payload)
     assert isinstance(found, Delivery) and found.settled == Settled("gt", "acme/api", (7,))
 
 

@@ -15,11 +15,12 @@ import pytest
 
 from baton.forge.background import feedback
 from baton.forge.background.reconcile import reconcile
-from baton.forge.data.config import load_forges
 from baton.forge.data.model import ForgeKind
 from baton.forge.data.records import Binding
 from baton.forge.data.tables import forge_store
-from baton.forge.reading.delivery import READERS, Delivery
+from baton.forge.kinds import registry
+from baton.forge.kinds.configured import load_forges
+from baton.forge.reading.delivery import Delivery
 from baton.forge.turn.loop import ForgeLoop
 from baton.forge.turn.threads import bind_thread
 from baton.forge.writes import publish
@@ -69,7 +70,7 @@ def approve(loop: ForgeLoop, fake: FakeForge, pr: int, login: str = "alice") -> 
     acted on."""
     fake.review(REPO, pr, login, "", state="APPROVED")
     delivery = fake.deliveries[-1]
-    read = READERS[ForgeKind(kind_of(fake))].read(loop.config, delivery.event, delivery.payload)
+    read = registry.reader(ForgeKind(kind_of(fake))).read(loop.config, delivery.event, delivery.payload)
     assert isinstance(read, Delivery) and read.settled is not None, read
     return feedback.act_on_settled(loop, read.settled)
 
@@ -79,7 +80,7 @@ def settle_checks(loop: ForgeLoop, fake: FakeForge, since: int) -> list[dict[str
     them; what the policy did for each that says a check settled."""
     done = []
     for delivery in fake.deliveries[since:]:
-        read = READERS[ForgeKind(kind_of(fake))].read(loop.config, delivery.event, delivery.payload)
+        read = registry.reader(ForgeKind(kind_of(fake))).read(loop.config, delivery.event, delivery.payload)
         if isinstance(read, Delivery) and read.settled is not None:
             done.append(feedback.act_on_settled(loop, read.settled))
     return done
@@ -128,7 +129,7 @@ def test_an_approved_green_pr_is_marked_ready_and_auto_merged_once(
     assert len(audited(loop, "forge.ready")) == 1 and len(audited(loop, "forge.auto_merge")) == 1
     # asked again (a redelivery, another green check): the store says it is done; the forge is not asked
     before = len(fake.requests)
-    read = READERS[ForgeKind(forge_kind)].read(loop.config, delivery.event, delivery.payload)
+    read = registry.reader(ForgeKind(forge_kind)).read(loop.config, delivery.event, delivery.payload)
     assert isinstance(read, Delivery) and read.settled is not None
     again = feedback.act_on_settled(loop, read.settled)
     assert again["merge"][0]["merge"] in ("done for this head", "the thread is closed")
@@ -269,7 +270,7 @@ def test_an_approval_with_words_is_a_turn_the_policy_waits_for(
     fake.add_check_run(REPO, head, "test", "success")
     fake.review(REPO, pr, "alice", "LGTM, but rename it to greet()", state="APPROVED")
     delivery = fake.deliveries[-1]
-    read = READERS[ForgeKind(kind_of(fake))].read(loop.config, delivery.event, delivery.payload)
+    read = registry.reader(ForgeKind(kind_of(fake))).read(loop.config, delivery.event, delivery.payload)
     assert isinstance(read, Delivery) and read.settled is not None and read.events, read
     # the settled part (or a reconcile, a green check) looks before the events are handled
     [result] = feedback.act_on_settled(loop, read.settled)["merge"]

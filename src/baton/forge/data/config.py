@@ -29,6 +29,7 @@ from baton.agents import AGENTS
 from baton.caps.model import NAMES, Caps, check_cap
 from baton.errors import BadInput
 from baton.forge.data.appkey import AppKey
+from baton.forge.data.kind import KindFacts, Kinds
 from baton.forge.data.model import Budget, ForgeKind, Trigger
 from baton.keys import parse_repo
 from baton.models import Access, Environment, OnInstructions, OnPermission
@@ -50,15 +51,6 @@ _MAX_LABEL = 50  # GitHub's limit for a label's name
 _LABEL_RE = re.compile(rf"[^\x00-\x1f\x7f]{{1,{_MAX_LABEL}}}")
 _SCP_RE = re.compile(r"(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+:(?!//)[^\s:]\S*")  # git@host:owner/name.git
 _MAX_URL = 2048
-
-_DEFAULT_URLS = {
-    ForgeKind.GITHUB: ("https://api.github.com", "https://github.com"),
-    ForgeKind.GITLAB: ("https://gitlab.com/api/v4", "https://gitlab.com"),
-}
-_API_SUFFIX = {ForgeKind.GITHUB: "/api/v3", ForgeKind.GITEA: "/api/v1", ForgeKind.GITLAB: "/api/v4"}
-_MAX_GROUPS = 20  # GitLab's subgroups nest at most 20 deep
-# GitLab's role names, as its members are given them, for ``trusted``: the permission each maps to
-_ROLES = {"developer": "write", "maintainer": "maintain", "owner": "admin"}
 
 
 class BotPolicy(StrEnum):
@@ -129,13 +121,6 @@ class ForgeConfig:
                 "is not set or is empty"
             )
         return value.strip()
-
-    @property
-    def git_username(self) -> str:
-        """The user name baton's git sends with the token: GitHub's ``x-access-token`` (any token),
-        GitLab's ``oauth2`` (any access token), baton's own login on Gitea and Forgejo."""
-        names = {ForgeKind.GITHUB: "x-access-token", ForgeKind.GITLAB: "oauth2"}
-        return names.get(self.kind, self.user)
 
     def clone_url(self, repo: str) -> str:
         """What baton clones and pushes for ``owner/name`` (no credentials: GIT_ASKPASS gives them)."""
@@ -233,7 +218,7 @@ class RepoConfig:
 
 @dataclass(frozen=True)
 class ForgeSettings:
-    """Every configured forge and repository; from :func:`load_forges`."""
+    """Every configured forge and repository; from :func:`read_forges`."""
 
     forges: dict[str, ForgeConfig] = field(default_factory=dict)
     repos: dict[tuple[str, str], RepoConfig] = field(default_factory=dict)  # (forge, full name lower)
@@ -277,12 +262,13 @@ class ForgeSettings:
 # --- reading ---------------------------------------------------------------------------------------
 
 
-def load_forges(
-    home: Path, environ: Mapping[str, str] = os.environ, agents: Iterable[str] | None = None
+def read_forges(
+    home: Path, kinds: Kinds, environ: Mapping[str, str] = os.environ, agents: Iterable[str] | None = None
 ) -> ForgeSettings:
     """Read the ``forge`` and ``repo`` tables of ``home/config.toml`` (or of ``$BATON_FORGE_CONFIG``);
-    an empty ForgeSettings when there are none. ``agents``: the names a repository's or trigger's
-    agent may be (default: baton's agent registry).
+    an empty ForgeSettings when there are none. ``kinds``: the registered kinds' facts (their defaults:
+    :func:`baton.forge.kinds.configured.load_forges` gives the registry's); ``agents``: the names a
+    repository's or trigger's agent may be (default: baton's agent registry).
 
     Nothing typed here is cached (the reader keeps only parses, by content): the service loads once at
     start and on reload, and each call types the tables afresh."""
@@ -294,10 +280,10 @@ def load_forges(
     known_agents = tuple(agents)
     forges = {}
     for name, table in _table(data.get("forge", {}), "forge", source).items():
-        forges[name] = _forge(name, table, source, home)
+        forges[name] = _forge(name, table, source, home, kinds)
     repos: dict[tuple[str, str], RepoConfig] = {}
     for name, table in _table(data.get("repo", {}), "repo", source).items():
-        repo = _repo(name, table, source, forges, known_agents)
+        repo = _repo(name, table, source, forges, known_agents, kinds)
         ident = (repo.forge, name.casefold())
         if ident in repos:
             raise BadInput(
@@ -306,12 +292,6 @@ def load_forges(
             )
         repos[ident] = repo
     return ForgeSettings(forges, repos, source)
-
-
-def repo_egress(home: Path, repo: str, environ: Mapping[str, str] = os.environ) -> str | None:
-    """The ``egress`` a repository table gives the repository ``repo`` (:meth:`ForgeSettings.egress_of`),
-    for a run submitted through the CLI or the API; None when none does."""
-    return load_forges(home, environ).egress_of(repo)
 
 
 def _read(home: Path, environ: Mapping[str, str]) -> tuple[Path | None, dict[str, Any]]:
@@ -455,18 +435,19 @@ _FORGE_KEYS = (
 _APP_KEYS = ("app_id", "private_key_file", "private_key_env")
 
 
-def _forge(name: str, data: Any, source: Path, home: Path) -> ForgeConfig:
+def _forge(name: str, data: Any, source: Path, home: Path, known: Kinds) -> ForgeConfig:
     fields = _Fields(data, source, ("forge", name), _FORGE_KEYS)
     if not _NAME_RE.fullmatch(name):
         raise BadInput(
             f"{source}: {_key('forge', name)}: a forge's name is 1-64 letters, digits, '_' or '-' "
             "(it is part of conversations and routes)"
         )
-    kinds = [k.value for k in ForgeKind]
-    kind = ForgeKind(fields.choice("kind", kinds, name if name in kinds else ""))
-    api_url, web_url = _urls(fields, kind)
+    kinds = [k.value for k in known]
+    facts = known[ForgeKind(fields.choice("kind", kinds, name if name in kinds else ""))]
+    kind = facts.kind
+    api_url, web_url = _urls(fields, facts)
     if any(fields.has(key) for key in _APP_KEYS):
-        return _app_forge(fields, name, kind, api_url, web_url, home)
+        return _app_forge(fields, name, facts, api_url, web_url, home)
     token_env = fields.text("token_env", f"BATON_{kind.value.upper()}_TOKEN") or ""
     if not _ENV_NAME_RE.fullmatch(token_env):
         # never echoed: it may be the token itself, pasted in the wrong place
@@ -488,11 +469,12 @@ def _forge(name: str, data: Any, source: Path, home: Path) -> ForgeConfig:
 
 
 def _app_forge(
-    fields: _Fields, name: str, kind: ForgeKind, api_url: str, web_url: str, home: Path
+    fields: _Fields, name: str, facts: KindFacts, api_url: str, web_url: str, home: Path
 ) -> ForgeConfig:
     """A GitHub App: ``app_id`` and exactly one of ``private_key_file`` and ``private_key_env``, no
     ``token_env``; ``user`` and ``mention`` optional (read from GitHub: the App's bot and its slug)."""
-    if kind is not ForgeKind.GITHUB:
+    kind = facts.kind
+    if not facts.apps:
         raise fields.error("app_id", f"is a GitHub App's: a {kind.value} forge authenticates with token_env")
     if fields.has("token_env"):
         raise fields.error(
@@ -548,11 +530,10 @@ def _key_env(fields: _Fields) -> str:
     return value
 
 
-def _urls(fields: _Fields, kind: ForgeKind) -> tuple[str, str]:
+def _urls(fields: _Fields, facts: KindFacts) -> tuple[str, str]:
     """The API's and the web's URLs; one is derived from the other where the forge's layout allows."""
     api_url, web_url = fields.url("api_url"), fields.url("web_url")
-    default_api, default_web = _DEFAULT_URLS.get(kind, (None, None))
-    suffix = _API_SUFFIX[kind]
+    default_api, default_web, suffix, kind = facts.api_url, facts.web_url, facts.api_suffix, facts.kind
     if api_url is None and web_url is None:
         api_url, web_url = default_api, default_web
     elif api_url is None and web_url is not None:
@@ -582,19 +563,21 @@ _REPO_KEYS = (
 
 
 def _repo(
-    name: str, data: Any, source: Path, forges: dict[str, ForgeConfig], agents: tuple[str, ...]
+    name: str, data: Any, source: Path, forges: dict[str, ForgeConfig], agents: tuple[str, ...], kinds: Kinds
 ) -> RepoConfig:
     fields = _Fields(data, source, ("repo", name), _REPO_KEYS)
     forge = _repo_forge(fields, forges)
-    _repo_name(name, source, forges[forge].kind)
+    _repo_name(name, source, kinds[forges[forge].kind])
     access = Access(fields.choice("access", [a.value for a in Access], Access.EDIT.value))
-    trusted = fields.choice("trusted", (*TRUSTED_LEVELS, *_ROLES), "write")
+    # any kind's role names (GitLab's "developer", ...) are taken on any forge: the permission each is
+    roles = {role: level for facts in kinds.values() for role, level in facts.roles.items()}
+    trusted = fields.choice("trusted", (*TRUSTED_LEVELS, *roles), "write")
     return RepoConfig(
         name=name,
         forge=forge,
         agent=_agent(fields, "agent", fields.text("agent", "claude") or "", agents),
         access=access,
-        trusted=_ROLES.get(trusted, trusted),
+        trusted=roles.get(trusted, trusted),
         allow=fields.words("allow", _LOGIN_RE, "logins"),
         deny=fields.words("deny", _LOGIN_RE, "logins"),
         only_allow=fields.flag("only_allow", False),
@@ -664,10 +647,10 @@ def _caps(fields: _Fields) -> Caps:
     return Caps(**found)
 
 
-def _repo_name(name: str, source: Path, kind: ForgeKind) -> None:
-    """``owner/name``; on GitLab also ``group/subgroup/.../name`` (a project's full path)."""
+def _repo_name(name: str, source: Path, facts: KindFacts) -> None:
+    """``owner/name``; where the kind's owners nest (GitLab), also ``group/subgroup/.../name``."""
     *owners, repo_name = name.split("/")
-    nested = kind is ForgeKind.GITLAB and len(owners) <= _MAX_GROUPS
+    nested = len(owners) <= facts.max_groups
     if (
         not owners
         or (len(owners) > 1 and not nested)
@@ -675,7 +658,7 @@ def _repo_name(name: str, source: Path, kind: ForgeKind) -> None:
         or not _REPO_NAME_RE.fullmatch(repo_name)
         or repo_name in (".", "..")
     ):
-        groups = " (on GitLab: 'group/subgroup/name')" if kind is ForgeKind.GITLAB else ""
+        groups = f" (on {facts.title}: 'group/subgroup/name')" if facts.max_groups else ""
         raise BadInput(
             f"{source}: {_key('repo', name)}: a repository is 'owner/name'{groups} (letters, digits, '.', "
             "'_', '-'; at most 100 each), as the forge names it"

@@ -1,10 +1,11 @@
 """Which forge implementation serves a configured forge: the one place that maps a
-:class:`~baton.forge.data.model.ForgeKind` to its package (:data:`IMPLEMENTATIONS`). An implementation
-(:class:`Implementation`) makes the forge's :class:`~baton.forge.data.model.ForgeClient`, its merge policy's
+:class:`~baton.forge.data.model.ForgeKind` to its package (:data:`IMPLEMENTATIONS`: one line a forge). An
+implementation carries its kind's facts (:func:`kinds`: what its configuration defaults to) and
+makes the forge's :class:`~baton.forge.data.model.ForgeClient`, its merge policy's
 :class:`~baton.forge.kinds.readiness.MergeClient`, reads the forge's own login where the configuration leaves
 it to the forge, and gives a push its credentials. Its webhook deliveries are read by its
 :class:`~baton.forge.reading.delivery.DeliveryReader` (:func:`reader`: the service's routes).
-The loop asks here, never a forge's package.
+The loop and the service ask here, never a forge's package.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from baton.forge.data.config import ForgeConfig
+from baton.forge.data.kind import KindFacts, Kinds
 from baton.forge.data.model import ForgeClient, ForgeError, ForgeKind, Review
 from baton.forge.kinds.appchecks import AppChecks
 from baton.forge.kinds.gitea.forge import GITEA
@@ -24,6 +26,11 @@ from baton.forge.reading.delivery import DeliveryReader, PartReaders
 
 class Implementation(Protocol):
     """What a forge's package offers the loop (each in its ``forge`` module)."""
+
+    @property
+    def facts(self) -> KindFacts:
+        """Its kind's facts: what a ``[forge.<name>]`` table of it defaults to (its ``facts`` module)."""
+        ...
 
     def client(self, forge: ForgeConfig) -> ForgeClient:
         """The forge's client, with its token from the environment (BadInput naming the variable when
@@ -81,6 +88,16 @@ IMPLEMENTATIONS: dict[ForgeKind, Implementation] = {
 
 def implementation(kind: ForgeKind) -> Implementation:
     return IMPLEMENTATIONS[kind]
+
+
+def kinds() -> Kinds:
+    """Every registered kind's facts, in the registry's order (what the configuration is read with)."""
+    return {kind: each.facts for kind, each in IMPLEMENTATIONS.items()}
+
+
+def readers() -> dict[str, DeliveryReader]:
+    """Each registered kind's webhook reader by the kind's name: ``/webhooks/<kind>`` (the service's)."""
+    return {kind.value: each.reader for kind, each in IMPLEMENTATIONS.items()}
 
 
 def reader(kind: ForgeKind) -> DeliveryReader:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Protocol, TypeGuard
 from baton.forge.data.config import ForgeConfig, ForgeSettings, MergePolicy
 from baton.forge.data.model import ForgeEvent, ForgeKind
 from baton.forge.reading import events
-from baton.forge.reading.webhook import GITEA, GITHUB, Forge, Ignored, Target, classify
+from baton.forge.reading.webhook import Forge, Ignored, Target, classify
 
 MAX_NAME = 255  # a repository's owner/name and a branch, as the intake's reading bounds them
 
@@ -385,9 +385,3 @@ def _html_url(payload: Mapping[str, Any]) -> str | None:
     repository = payload.get("repository")
     url = repository.get("html_url") if isinstance(repository, dict) else None
     return url if isinstance(url, str) else None
-
-
-READERS: dict[ForgeKind, Reader] = {
-    ForgeKind.GITHUB: Reader(GITHUB, ForgeKind.GITHUB),
-    ForgeKind.GITEA: Reader(GITEA, ForgeKind.GITEA),
-}

@@ -28,6 +28,24 @@ FAILED = frozenset({"failure", "timed_out", "action_required", "startup_failure"
 FAILED_STATUS = frozenset({"failure", "error"})
 CONFLICT_ACTIONS = frozenset({"opened", "reopened", "synchronize", "synchronized"})
 
+# What the loop needs a GitHub-shaped webhook (GitHub's, Gitea's) to deliver: comments, reviews, CI,
+# conflicts (pushes) and closing (pull requests); ``baton forge test`` holds the webhooks to it
+HOOK_EVENTS = frozenset(
+    {
+        "issues",
+        "issue_comment",
+        "pull_request",
+        "pull_request_review",
+        "pull_request_review_comment",
+        "check_run",
+        "check_suite",
+        "workflow_run",
+        "status",
+        "delete",
+        "push",
+    }
+)
+
 
 @dataclass(frozen=True)
 class _Ctx:

@@ -24,51 +24,15 @@ _SCP = re.compile(r"(?:(?P<user>[^@/\s]+)@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>(?
 
 @dataclass(frozen=True)
 class Forge:
-    """Where a forge puts the event name, the delivery id and the signature."""
+    """Where a forge puts the event name, the delivery id and the signature (each forge's own: its
+    package's ``facts.HOOK``)."""
 
     name: str
     event_headers: tuple[str, ...]
     delivery_headers: tuple[str, ...]
     plain_signatures: tuple[str, ...]  # headers carrying the bare hex digest (Gitea's, Forgejo's)
     token_header: str | None = None  # GitLab's: the secret itself (X-Gitlab-Token), not a signature
-
-
-GITHUB = Forge("github", ("x-github-event",), ("x-github-delivery",), ())
-# Gitea also sends Gogs' and GitHub's headers; Forgejo (a Gitea fork) its own and Gitea's
-GITEA = Forge(
-    "gitea",
-    ("x-gitea-event", "x-forgejo-event", "x-gogs-event", "x-github-event"),
-    ("x-gitea-delivery", "x-forgejo-delivery", "x-gogs-delivery", "x-github-delivery"),
-    ("x-gitea-signature", "x-forgejo-signature"),
-)
-
-# What the loop needs a GitHub-shaped webhook (GitHub's, Gitea's) to deliver: comments, reviews, CI,
-# conflicts (pushes) and closing (pull requests); ``baton forge test`` holds the webhooks to it
-HOOK_EVENTS = frozenset(
-    {
-        "issues",
-        "issue_comment",
-        "pull_request",
-        "pull_request_review",
-        "pull_request_review_comment",
-        "check_run",
-        "check_suite",
-        "workflow_run",
-        "status",
-        "delete",
-        "push",
-    }
-)
-
-# GitLab sends the hook's secret token as it is; its Idempotency-Key (17.4+) stays the same across a
-# delivery's retries and resends, its X-Gitlab-Event-UUID (older GitLab's only id) names the event
-GITLAB = Forge(
-    "gitlab",
-    ("x-gitlab-event",),
-    ("idempotency-key", "x-gitlab-event-uuid"),
-    (),
-    token_header="x-gitlab-token",
-)
+    summary: str = ""  # what its route says of it (the OpenAPI document)
 
 
 @dataclass(frozen=True)

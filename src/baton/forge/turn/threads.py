@@ -16,11 +16,12 @@ from typing import Any
 
 from baton.agents import AGENTS
 from baton.errors import BadInput, NotFound
-from baton.forge.data.config import ForgeConfig, ForgeSettings, load_forges
+from baton.forge.data.config import ForgeConfig, ForgeSettings
 from baton.forge.data.model import Budget, ForgeError, ForgeKind, ForgeUnreachable, ThreadInfo
 from baton.forge.data.records import Binding, BindingStatus, EventRecord, EventStatus, FeedbackKind
 from baton.forge.data.tables import ForgeStore, forge_store
 from baton.forge.kinds import registry
+from baton.forge.kinds.configured import load_forges
 from baton.forge.kinds.http import RateLimited
 from baton.forge.turn.loop import ForgeLoop
 from baton.forge.turn.trust import is_own

@@ -15,10 +15,10 @@ import logging
 import time
 
 from baton.errors import BatonError
-from baton.forge.data.config import load_forges
 from baton.forge.data.model import ForgeError
 from baton.forge.data.records import BindingStatus, EventStatus, FeedbackKind
 from baton.forge.data.tables import forge_store
+from baton.forge.kinds.configured import load_forges
 from baton.forge.writes import publish
 from baton.forge.writes.publish import ASKED, CAPPED
 from baton.models import JobRecord

@@ -29,7 +29,7 @@ REFUSED = re.compile(
 def push_env(forge: ForgeConfig, repo: str) -> dict[str, str]:
     """The variables of a push to ``repo`` on ``forge``: its token (BadInput naming the variable when it
     is not set; a GitHub App's installation token, ForgeError when it cannot be minted) and the user
-    name the forge wants with it (:attr:`~baton.forge.data.config.ForgeConfig.git_username`)."""
+    name the forge wants with it (its kind's :attr:`~baton.forge.data.kind.KindFacts.git_user`)."""
     return implementation(forge.kind).push_env(forge, repo)
 
 

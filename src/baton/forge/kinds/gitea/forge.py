@@ -5,15 +5,18 @@ from __future__ import annotations
 from baton.forge.data.config import ForgeConfig
 from baton.forge.data.model import ForgeClient, ForgeKind, Review
 from baton.forge.kinds.gitea.client import GiteaClient
+from baton.forge.kinds.gitea.facts import FACTS, HOOK
 from baton.forge.kinds.gitea.merge import GiteaMerge
 from baton.forge.kinds.readiness import MergeClient
 from baton.forge.kinds.tokenforge import TokenForge
-from baton.forge.reading.delivery import READERS, DeliveryReader
-from baton.forge.reading.events import gitea_review_identity
-from baton.forge.reading.webhook import HOOK_EVENTS
+from baton.forge.reading.delivery import DeliveryReader, Reader
+from baton.forge.reading.events import HOOK_EVENTS, gitea_review_identity
+
+READER = Reader(HOOK, ForgeKind.GITEA)  # GitHub-shaped payloads: the loop's shared reading
 
 
 class Gitea(TokenForge):
+    facts = FACTS
     hook_events = HOOK_EVENTS
     web_paths = ("issues", "pulls")
 
@@ -31,7 +34,7 @@ class Gitea(TokenForge):
 
     @property
     def reader(self) -> DeliveryReader:
-        return READERS[ForgeKind.GITEA]
+        return READER
 
 
 GITEA = Gitea()

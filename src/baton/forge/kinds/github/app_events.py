@@ -19,8 +19,9 @@ from typing import Any, ClassVar
 from baton.forge.data.config import ForgeSettings
 from baton.forge.data.model import ForgeKind
 from baton.forge.kinds.github.app import app_of
+from baton.forge.kinds.github.facts import HOOK
 from baton.forge.reading.delivery import Delivery, PartReaders, Reader
-from baton.forge.reading.webhook import GITHUB, Ignored, Malformed
+from baton.forge.reading.webhook import Ignored, Malformed
 
 EVENTS = ("installation", "installation_repositories")
 ACTIONS = {
@@ -120,7 +121,7 @@ class AppReader(Reader):
         return super().feedback(config, event, payload)
 
 
-READER = AppReader(GITHUB, ForgeKind.GITHUB)
+READER = AppReader(HOOK, ForgeKind.GITHUB)
 
 
 def _positive(value: Any, where: str) -> int:

@@ -10,14 +10,16 @@ from baton.forge.kinds.github import app_check
 from baton.forge.kinds.github.app import app_client, app_of, identified
 from baton.forge.kinds.github.app_events import READER
 from baton.forge.kinds.github.client import GitHubClient
+from baton.forge.kinds.github.facts import FACTS
 from baton.forge.kinds.github.merge import GitHubMerge
 from baton.forge.kinds.readiness import MergeClient
 from baton.forge.kinds.tokenforge import TokenForge
 from baton.forge.reading.delivery import DeliveryReader
-from baton.forge.reading.webhook import HOOK_EVENTS
+from baton.forge.reading.events import HOOK_EVENTS
 
 
 class GitHub(TokenForge):
+    facts = FACTS
     hook_events = HOOK_EVENTS
     web_paths = ("issues", "pull")
 
@@ -38,7 +40,7 @@ class GitHub(TokenForge):
 
     def push_env(self, forge: ForgeConfig, repo: str) -> dict[str, str]:
         if forge.app is not None:
-            return {"BATON_GIT_TOKEN": app_of(forge).token(repo), "BATON_GIT_USERNAME": "x-access-token"}
+            return {"BATON_GIT_TOKEN": app_of(forge).token(repo), "BATON_GIT_USERNAME": FACTS.git_user or ""}
         return super().push_env(forge, repo)
 
     def push_refused(self, forge: ForgeConfig, token: str) -> bool:

@@ -1,7 +1,7 @@
 """What a GitLab webhook delivery asks (``POST /webhooks/gitlab``): its payload read once into the forge
 room's typed parts (:class:`~baton.forge.reading.delivery.Delivery`: feedback events, a cleanup, an issue or
 MR closed, a branch pushed to, an MR that may be ready) by :data:`GITLAB_READER`, the GitLab sibling of
-:data:`baton.forge.reading.delivery.READERS`. The shapes are those of GitLab's "Webhook events" documentation
+:class:`baton.forge.reading.delivery.Reader`. The shapes are those of GitLab's "Webhook events" documentation
 (``Note Hook``, ``Issue Hook``, ``Merge Request Hook``, ``Pipeline Hook``, ``Push Hook``); the token was
 checked before (:func:`baton.forge.reading.webhook.token_verified`). A payload is hostile even when its token
 is right: every field is read through :mod:`baton.forge.reading.payload`; one its event needs but lacks raises
@@ -19,11 +19,12 @@ from typing import Any
 from baton.forge.data.config import ForgeConfig, ForgeSettings, MergePolicy
 from baton.forge.data.model import Actor, FailedCheck, ForgeEvent, ForgeKind, ReviewComment, Trigger
 from baton.forge.data.records import FeedbackKind
+from baton.forge.kinds.gitlab.facts import HOOK
 from baton.forge.kinds.gitlab.rest import is_bot_login
 from baton.forge.reading import payload as read
 from baton.forge.reading.delivery import BasePushed, Closed, Delivery, PartReaders, Settled, admitted, joined
 from baton.forge.reading.payload import Payload, mentions
-from baton.forge.reading.webhook import GITLAB, Forge, Ignored, Malformed, Target, branch_name, repo_slugs
+from baton.forge.reading.webhook import Forge, Ignored, Malformed, Target, branch_name, repo_slugs
 
 ZERO_SHA = "0" * 40  # a push's ``after`` when it deleted the branch
 MAX_CHANGED = 100  # labels or assignees read from one change
@@ -365,7 +366,7 @@ def _settled(config: ForgeSettings, forge: ForgeConfig, event: str, p: Payload) 
 class GitLabReader:
     """GitLab's reading of its deliveries (the interface of :class:`baton.forge.reading.delivery.Reader`)."""
 
-    forge: Forge = GITLAB
+    forge: Forge = HOOK
     kind: ForgeKind = ForgeKind.GITLAB
 
     @property

@@ -6,18 +6,15 @@ from baton.forge.data.config import ForgeConfig
 from baton.forge.data.model import ForgeClient, Review
 from baton.forge.kinds.gitlab.client import GitLabClient
 from baton.forge.kinds.gitlab.events import GITLAB_READER
+from baton.forge.kinds.gitlab.facts import FACTS, HOOK_EVENTS
 from baton.forge.kinds.gitlab.merge import GitLabMerge
 from baton.forge.kinds.readiness import MergeClient
 from baton.forge.kinds.tokenforge import TokenForge
 from baton.forge.reading.delivery import DeliveryReader
 
-# the hook's flags the loop needs: notes, issues (labels, assignees, closes), MRs, pipelines, pushes
-HOOK_EVENTS = frozenset(
-    {"note_events", "issues_events", "merge_requests_events", "pipeline_events", "push_events"}
-)
-
 
 class GitLab(TokenForge):
+    facts = FACTS
     hook_events = HOOK_EVENTS
     web_paths = ("-/issues", "-/merge_requests")  # its issue #N and MR !N are two things
 

@@ -1,0 +1,31 @@
+"""What the configuration needs to know of a forge kind (:class:`KindFacts`): its public addresses, where
+its API sits under its web address, the user name git sends with its token, its role names, how deep
+a repository's owner may nest, whether it is reached as an App. Each kind states its own in its package
+(``forge/kinds/<kind>/facts.py``); :func:`baton.forge.kinds.configured.load_forges` hands them to
+:func:`baton.forge.data.config.read_forges`, so this wing reads them without importing a forge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from baton.forge.data.model import ForgeKind
+
+
+@dataclass(frozen=True)
+class KindFacts:
+    """One forge kind's facts, as its ``[forge.<name>]`` table is read."""
+
+    kind: ForgeKind
+    title: str  # how messages name it: "GitLab"
+    api_suffix: str  # its REST API's path under a self-hosted web address: "/api/v4"
+    api_url: str | None = None  # its public service's API; None: the table must name one
+    web_url: str | None = None  # its public service's web address
+    git_user: str | None = None  # the user name git sends with a token; None: baton's own login
+    roles: Mapping[str, str] = field(default_factory=dict)  # its role names ``trusted`` takes: permission
+    max_groups: int = 0  # how deep a repository's owner may nest (GitLab's subgroups); 0: owner/name
+    apps: bool = False  # whether it may be reached as an App (``app_id``): GitHub's
+
+
+Kinds = Mapping[ForgeKind, KindFacts]  # every registered kind's facts, in the registry's order
