@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from baton.forge.data.config import ForgeConfig
 from baton.forge.data.model import ForgeClient, ForgeKind, Review
-from baton.forge.kinds.gitea.client import GiteaClient
 from baton.forge.kinds.gitea.facts import FACTS, HOOK
-from baton.forge.kinds.gitea.merge import GiteaMerge
 from baton.forge.kinds.readiness import MergeClient
 from baton.forge.kinds.tokenforge import TokenForge
 from baton.forge.reading.delivery import DeliveryReader, Reader
@@ -21,9 +19,16 @@ class Gitea(TokenForge):
     web_paths = ("issues", "pulls")
 
     def client(self, forge: ForgeConfig) -> ForgeClient:
+        # lazy: the registry is read for a kind's facts without its client (a run reads its egress)
+        from baton.forge.kinds.gitea.client import GiteaClient
+
         return GiteaClient(forge.api_url, forge.token())
 
     def merge_client(self, client: ForgeClient) -> MergeClient | None:
+        # lazy: the registry is read for a kind's facts without its client (a run reads its egress)
+        from baton.forge.kinds.gitea.client import GiteaClient
+        from baton.forge.kinds.gitea.merge import GiteaMerge
+
         if isinstance(client, GiteaClient):
             return GiteaMerge(client)
         return None

@@ -19,8 +19,7 @@ from typing import Any
 from baton.forge.data.config import ForgeConfig, ForgeSettings, MergePolicy
 from baton.forge.data.model import Actor, FailedCheck, ForgeEvent, ForgeKind, ReviewComment, Trigger
 from baton.forge.data.records import FeedbackKind
-from baton.forge.kinds.gitlab.facts import HOOK
-from baton.forge.kinds.gitlab.rest import is_bot_login
+from baton.forge.kinds.gitlab.facts import HOOK, is_bot_login
 from baton.forge.reading import payload as read
 from baton.forge.reading.delivery import BasePushed, Closed, Delivery, PartReaders, Settled, admitted, joined
 from baton.forge.reading.payload import Payload, mentions
@@ -36,7 +35,7 @@ CONFLICT_ACTIONS = frozenset({"open", "reopen", "update"})
 
 def actor(user: Any, where: str) -> Actor:
     """Who a payload's ``user`` is: GitLab names them by ``username``; its bots by their names
-    (:func:`baton.forge.kinds.gitlab.rest.is_bot_login`, as the client judges them)."""
+    (:func:`baton.forge.kinds.gitlab.facts.is_bot_login`, as the client judges them)."""
     if not isinstance(user, dict):
         raise Malformed(f"{where} is missing or not an object")
     login = read.string(user, "username", where, required=True, limit=255)

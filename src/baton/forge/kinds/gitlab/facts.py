@@ -4,6 +4,8 @@ API under ``/api/v4``, git's ``oauth2``, its role names, its nested groups)."""
 
 from __future__ import annotations
 
+import re
+
 from baton.forge.data.kind import KindFacts
 from baton.forge.data.model import ForgeKind
 from baton.forge.reading.webhook import Forge
@@ -35,3 +37,19 @@ FACTS = KindFacts(
     roles={"developer": "write", "maintainer": "maintain", "owner": "admin"},
     max_groups=20,  # its subgroups nest at most 20 deep
 )
+
+# GitLab's own users (lib/users/internal.rb; a number is added when the name was taken: ``ghost1``),
+# project and group access tokens' bot users (``project_<id>_bot_<hex>``; older ``project_<id>_bot<n>``),
+# service accounts, and the ``*-bot``/``*[bot]`` names the webhook intake counts as bots too: bots,
+# whose API user objects (a note's author) carry no ``bot`` flag
+_BOT = re.compile(
+    r"(?:project|group)_\d+_bot(?:_?[0-9a-f]*)"
+    r"|service_account_[a-z0-9_]+"
+    r"|(?:ghost|gitlabduo)\d*|.*-bot\d*|.*\[bot\]",
+    re.IGNORECASE,
+)
+
+
+def is_bot_login(login: str) -> bool:
+    """A GitLab username that is a bot's (the users API and a webhook's ``user`` alike)."""
+    return _BOT.fullmatch(login) is not None

@@ -16,6 +16,7 @@ from urllib.parse import quote
 import httpx
 
 from baton.forge.data.model import Actor, ForgeError
+from baton.forge.kinds.gitlab.facts import is_bot_login
 from baton.forge.kinds.http import next_link
 from baton.forge.kinds.rest import RestForge
 
@@ -25,16 +26,6 @@ PER_PAGE = 100  # GitLab's largest page
 MAX_PAGES = 1000
 MAX_DEPTH = 21  # GitLab nests groups 20 deep, then the project
 _SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
-# GitLab's own users (lib/users/internal.rb; a number is added when the name was taken: ``ghost1``),
-# project and group access tokens' bot users (``project_<id>_bot_<hex>``; older ``project_<id>_bot<n>``),
-# service accounts, and the ``*-bot``/``*[bot]`` names the webhook intake counts as bots too: bots,
-# whose API user objects (a note's author) carry no ``bot`` flag
-_BOT = re.compile(
-    r"(?:project|group)_\d+_bot(?:_?[0-9a-f]*)"
-    r"|service_account_[a-z0-9_]+"
-    r"|(?:ghost|gitlabduo)\d*|.*-bot\d*|.*\[bot\]",
-    re.IGNORECASE,
-)
 GHOST = "ghost"  # GitLab's holder of a deleted user's notes ("Ghost User")
 DIFF_NOTE = "DiffNote"
 
@@ -61,11 +52,6 @@ def actor(user: Mapping[str, Any] | None) -> Actor:
         return Actor(GHOST, bot=True)
     login = str(user.get("username") or GHOST)
     return Actor(login, bot=user.get("bot") is True or is_bot_login(login))
-
-
-def is_bot_login(login: str) -> bool:
-    """A GitLab username that is a bot's (the users API and a webhook's ``user`` alike)."""
-    return _BOT.fullmatch(login) is not None
 
 
 def is_diff_note(note: Mapping[str, Any]) -> bool:
