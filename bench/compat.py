@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import compat_failures
+import compat_events
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ("fresh", "resume", "hydrate", "fork", "handoff", "tool")
@@ -135,12 +135,12 @@ def run_column(column: Column, start: Path, carry: Path, reports: Path) -> None:
         f"BATON_COMPAT_TO_{column.agent.upper()}": str(carry),
     }
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2",
-               "tests/agents/test_compat.py", compat_failures.TEST, "-k", f"[{column.agent}]",
+               "tests/agents/test_compat.py", compat_events.TEST, "-k", f"[{column.agent}]",
                f"--junitxml={report}"]  # fmt: skip
     began = time.monotonic()
     subprocess.run(command, cwd=ROOT, env=env, check=False)
     column.results = read_report(report)
-    column.events = compat_failures.read_events(events / f"{column.agent}.json", report)
+    column.events = compat_events.read_events(events / f"{column.agent}.json", report)
     passed = sum(not r for r in column.results.values())
     took = time.monotonic() - began
     print(f"compat: {column.agent} {column.label} {column.start} → {column.carry}: "
@@ -209,11 +209,11 @@ def write_table(columns: list[Column], path: Path) -> None:
             lines.append("")
         lines += [f"- Why *{c.label} {c.tested}* fails: {reason}." for c, reason in failed]
         rows = [
-            compat_failures.Row(c.label, c.cli_version, c.start, c.carry, c.events)
+            compat_events.Row(c.label, c.cli_version, c.start, c.carry, c.events)
             for c in columns
             if c.agent == agent
         ]
-        sections[agent] = "\n".join(lines) + "\n\n" + compat_failures.section(agent, rows, today)
+        sections[agent] = "\n".join(lines) + "\n\n" + compat_events.section(agent, rows, today)
     write_sections(sections, path)
 
 
@@ -222,7 +222,7 @@ def write_sections(sections: dict[str, str], path: Path) -> None:
     order = [cli.agent for cli in CLIS]
     agents = sorted(sections, key=lambda a: order.index(a) if a in order else len(order))
     body = "".join(f"\n{sections[a].strip()}\n" for a in agents)
-    path.write_text(f"{HEADER}\n{compat_failures.ABOUT}\n{body}")
+    path.write_text(f"{HEADER}\n{compat_events.ABOUT}\n{body}")
 
 
 def kept_sections(path: Path) -> dict[str, str]:

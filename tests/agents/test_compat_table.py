@@ -1,4 +1,4 @@
-"""docs/compat.md's failure-events table (bench/compat_failures.py): what it reads of a column's run
+"""docs/compat.md's failure-events table (bench/compat_events.py): what it reads of a column's run
 and how it writes it, with no CLI run."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 
-import compat_failures as cf  # noqa: E402  (bench/ is no package)
+import compat_events as cf  # noqa: E402  (bench/ is no package)
 
 
 def test_cells_read_back_and_the_missing_ones_say_why(tmp_path: Path) -> None:
