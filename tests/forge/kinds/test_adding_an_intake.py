@@ -64,6 +64,8 @@ def test_a_thread_started_in_a_chat_answers_there_and_its_code_goes_to_the_forge
     assert outcome.outcome == "succeeded" and "opened #" in outcome.text  # the status, with its PR
     assert forge.prs and len(forge.statuses()) == 1  # the code and the status comment: on the forge
     assert forge.answers() == []  # the answer was told where it was asked, not on the forge
+    job = loop.store.get_job(started.job_id)
+    assert job is not None and "acme/api issue #42 (said in chat: room-7)" in job.request["prompt"]
 
 
 def test_a_question_asked_in_a_chat_is_answered_there_and_the_reply_resumes_the_thread(

@@ -17,6 +17,7 @@ from string import Template
 
 from baton.forge.data.model import FailedCheck, ForgeEvent, ForgeKind, ReviewComment, Trigger
 from baton.forge.data.records import FeedbackKind
+from baton.forge.kinds.intake import split
 from baton.forge.reading.payload import BODY_CHARS, clean
 from baton.forge.turn import accounts
 from baton.models import Access
@@ -183,7 +184,9 @@ def _where(event: ForgeEvent, kind: ForgeKind) -> str:
     repo = _line(event.repo)
     if event.number <= 0:  # a commit status whose pull request is not known yet: its commit says
         return repo
-    return f"{repo} {kind.pr_noun if event.is_pr else 'issue'} {kind.ref(event.number, event.is_pr)}"
+    said = f"{repo} {kind.pr_noun if event.is_pr else 'issue'} {kind.ref(event.number, event.is_pr)}"
+    intake, place = split(event.source)
+    return f"{said} (said in {_line(intake)}: {_line(place)})" if intake else said
 
 
 def _how(event: ForgeEvent) -> str:
