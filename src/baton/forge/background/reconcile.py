@@ -157,8 +157,7 @@ def _merge_policy(loop: ForgeLoop, forge: str, repo: str, touched: set[Key], rep
     """The merge policy's look at each PR the pass found updated or with changed checks (nothing is
     asked of the forge for a repository whose ``merge`` is off, or a head done already)."""
     for number, pr in sorted(touched):
-        which = loop.which(forge, pr)  # as the events left it
-        binding = forge_store(loop.store).get_binding(forge, repo, number, which)
+        binding = loop.binding(forge, repo, number, pr)  # as the events left it
         if binding is None:
             continue
         done = merge_policy.consider(loop, binding, "reconcile")

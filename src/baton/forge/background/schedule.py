@@ -51,7 +51,7 @@ def kick_pending(loop: ForgeLoop) -> int:
     """Start the turn of every thread with events left pending and no turn under way; how many."""
     started = 0
     for forge, repo, number, pr in forge_store(loop.store).pending_forge_threads():
-        binding = forge_store(loop.store).get_binding(forge, repo, number, loop.which(forge, pr))
+        binding = loop.binding(forge, repo, number, pr)
         if binding is not None and start.kick(loop, binding) is not None:
             started += 1
     return started

@@ -59,16 +59,12 @@ def note_once(loop: ForgeLoop, binding: Binding, identity: str, why: str) -> Non
     )
 
 
-def refuse(loop: ForgeLoop, event: ForgeEvent, decision: Decision, delivery: str | None) -> None:
-    """A refused event, kept (dropped, with the reason: ``baton forge show`` lists it) and audited once
-    per identity: a redelivery or the reconcile's find of it is no second refusal."""
-    bound = (
-        forge_store(loop.store).get_binding(
-            event.forge, event.repo, event.number, loop.which(event.forge, event.is_pr)
-        )
-        if event.number
-        else None
-    )
+def refuse(
+    loop: ForgeLoop, event: ForgeEvent, decision: Decision, delivery: str | None, bound: Binding | None
+) -> None:
+    """A refused event, kept (dropped, with the reason: ``baton forge show`` lists it, on ``bound``, the
+    thread of its issue or PR if there is one) and audited once per identity: a redelivery or the
+    reconcile's find of it is no second refusal."""
     record = EventRecord(
         forge=event.forge,
         repo=event.repo,
@@ -91,9 +87,7 @@ def unbindable(loop: ForgeLoop, event: ForgeEvent, reason: str, delivery: str | 
     ``dropped`` with the reason on the thread holding the number (``baton forge show`` lists it; its
     words are not kept there), audited ``forge.refused``, and said where it was asked — each once per
     event, by the store's key."""
-    holder = forge_store(loop.store).get_binding(
-        event.forge, event.repo, event.number, loop.which(event.forge, event.is_pr)
-    )
+    holder = loop.binding(event.forge, event.repo, event.number, event.is_pr)
     record = EventRecord(
         forge=event.forge,
         repo=event.repo,

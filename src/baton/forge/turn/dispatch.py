@@ -57,22 +57,21 @@ def handle(loop: ForgeLoop, event: ForgeEvent, delivery: str | None = None) -> O
     if isinstance(repo, Outcome):
         return repo
     forge = loop.forge(event.forge)
-    if _known(loop, event):  # found again (a redelivery, the reconcile's look-back): nothing to ask
+    bound = loop.binding(event.forge, event.repo, event.number, event.is_pr) if event.number else None
+    if _known(loop, bound, event):  # found again (a redelivery, the reconcile's look-back): nothing to ask
         return Outcome("duplicate", f"{event.identity} was acted on already")
     decision = judge(event, repo, forge, lambda login: loop.permission(event.forge, event.repo, login))
     if not decision.accepted:
         if not is_own(event.actor.login, forge):  # baton's own words are no refusal: not audited
-            decisions.refuse(loop, event, decision, delivery)
+            decisions.refuse(loop, event, decision, delivery, bound)
         return Outcome("dropped", decision.reason)
     if event.number == 0:  # a commit status: its PR is the one at its head
         found = by_head(loop, event.forge, event.repo, event.head_sha or "") if event.head_sha else None
         if found is None or found.pr is None:
             return Outcome("ignored", f"no bound pull request of {event.repo} is at {event.head_sha}")
         event = replace(event, number=found.pr)
-    found = forge_store(loop.store).get_binding(
-        event.forge, event.repo, event.number, loop.which(event.forge, event.is_pr)
-    )
-    binding = found or _bind(loop, event, repo, decision, delivery)
+        bound = loop.binding(event.forge, event.repo, event.number, event.is_pr)
+    binding = bound or _bind(loop, event, repo, decision, delivery)
     if isinstance(binding, Unbound):
         return Outcome("ignored", binding.reason)
     if binding.status == BindingStatus.CLOSED:
@@ -93,17 +92,10 @@ def _configured(loop: ForgeLoop, event: ForgeEvent) -> RepoConfig | Outcome:
     return repo if refused is None else Outcome("ignored", refused)
 
 
-def _known(loop: ForgeLoop, event: ForgeEvent) -> bool:
+def _known(loop: ForgeLoop, binding: Binding | None, event: ForgeEvent) -> bool:
     """Whether the event is stored already on its bound thread: then it is a duplicate before the
     forge is asked anything (a permission, a review's inline comments) — the store's unique key still
     decides for the events that race past this."""
-    binding = (
-        forge_store(loop.store).get_binding(
-            event.forge, event.repo, event.number, loop.which(event.forge, event.is_pr)
-        )
-        if event.number
-        else None
-    )
     if binding is None:
         return False
     stored = forge_store(loop.store).forge_events(

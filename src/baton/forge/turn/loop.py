@@ -21,6 +21,7 @@ from baton.errors import BadInput
 from baton.forge.data.config import ForgeConfig, ForgeSettings, RepoConfig
 from baton.forge.data.model import ForgeClient
 from baton.forge.data.records import Binding
+from baton.forge.data.tables import forge_store
 from baton.forge.kinds.registry import implementation, make_client
 from baton.forge.turn.trust import Permissions
 from baton.settings import Settings
@@ -82,6 +83,10 @@ class ForgeLoop:
         number is either (what :meth:`~baton.forge.data.tables.ForgeStore.get_binding` takes)."""
         config = self.config.forges.get(forge)
         return pr if config is not None and config.kind.numbers_apart else None
+
+    def binding(self, forge: str, repo: str, number: int, pr: bool) -> Binding | None:
+        """The thread bound to issue or pull request ``number`` (``pr``: as :meth:`which` tells it)."""
+        return forge_store(self.store).get_binding(forge, repo, number, self.which(forge, pr))
 
     def lease_name(self, binding: Binding) -> str:
         """The thread's name in its store leases (its turns', its merge policy's): its conversation —

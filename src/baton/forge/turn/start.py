@@ -51,10 +51,7 @@ def kick(loop: ForgeLoop, binding: Binding, finishing: str | None = None) -> Out
 
 
 def _kick(loop: ForgeLoop, binding: Binding, finishing: str | None) -> Outcome | None:
-    which = loop.which(binding.forge, binding.on_pr)
-    current = (
-        forge_store(loop.store).get_binding(binding.forge, binding.repo, binding.number, which) or binding
-    )
+    current = loop.binding(binding.forge, binding.repo, binding.number, binding.on_pr) or binding
     if current.status != BindingStatus.ACTIVE or busy(loop, current, finishing):
         return None
     waiting = forge_store(loop.store).forge_events(

@@ -58,7 +58,7 @@ def bind_thread(
         validate_agent(agent, AGENTS)
     if thread is not None:
         validate_thread(thread)
-    existing = forge_store(loop.store).get_binding(forge, repo, number, loop.which(forge, pr))
+    existing = loop.binding(forge, repo, number, pr)
     if existing is not None:
         existing = follow_config(loop, existing)
         differs = [
@@ -173,7 +173,7 @@ def unbind_thread(
 ) -> str | None:
     """Unbind the thread of ``number``: the conversation unbound, or None when none is bound (``pr`` as
     :func:`thread_state`'s)."""
-    binding = forge_store(loop.store).get_binding(forge, repo, number, loop.which(forge, pr))
+    binding = loop.binding(forge, repo, number, pr)
     if binding is None:
         return None
     forge_store(loop.store).unbind(binding.forge, binding.repo, binding.number, binding.on_pr)
@@ -189,7 +189,7 @@ def thread_state(
     (``!N``), where a forge numbers issues and PRs apart — its own thread or the issue's whose MR it is;
     else the issue's own thread only (``#N``, never the thread of merge request ``!N``). Where one
     sequence numbers both, the thread of the issue or PR ``number``, or the issue's whose PR it is."""
-    binding = forge_store(loop.store).get_binding(forge, repo, number, loop.which(forge, pr))
+    binding = loop.binding(forge, repo, number, pr)
     if binding is None:
         return None
     return state_of(loop, binding)

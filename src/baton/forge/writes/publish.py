@@ -143,8 +143,7 @@ def after_job(
     job.result = fields.get("result") if isinstance(fields.get("result"), dict) else None
     if events:
         first = events[0]
-        which = loop.which(first.forge, first.on_pr)  # its thread's kind, where a forge numbers them apart
-        binding = forge_store(loop.store).get_binding(first.forge, first.repo, first.number, which)
+        binding = loop.binding(first.forge, first.repo, first.number, first.on_pr)
         if binding is None:
             return {"error": f"{first.forge}:{first.repo}#{first.number} is no longer bound"}
     elif (binding := _answer_turn(loop, job)) is None:
