@@ -279,6 +279,25 @@ def test_no_secret_refuses_webhooks_with_403(
     assert any("BATON_WEBHOOK_SECRET is not set" in r.getMessage() for r in caplog.records)
 
 
+def test_one_route_takes_each_registered_kind_and_an_unknown_kind_is_404_naming_them(
+    service: Service,
+) -> None:
+    """``POST /webhooks/{kind}``: the kinds of the registry, and nothing else (signed or not), before
+    any secret or body is looked at; the OpenAPI document names each kind's path."""
+    body = b'{"zen": "Keep it logically awesome."}'
+    for kind in ("nope", "GitHub", "github.evil", "github%2F..%2Fv1"):
+        answer = httpx.post(
+            f"{service.url}/webhooks/{kind}", content=body, headers=github_headers("ping", body)
+        )
+        assert answer.status_code == 404, (kind, answer.text)
+        if "/" not in kind and "%" not in kind:
+            assert "known: github, gitea, gitlab" in answer.json()["detail"], answer.text
+    assert delivery_store(service.store).list_deliveries() == []
+    paths = httpx.get(f"{service.url}/openapi.json").json()["paths"]
+    assert {"/webhooks/github", "/webhooks/gitea", "/webhooks/gitlab"} <= set(paths)
+    assert "/webhooks/{kind}" not in paths
+
+
 # -- cleanup events -----------------------------------------------------------------------------------
 
 
