@@ -110,6 +110,7 @@ def forge_ls(
     # lazy: cold CLI
     from baton.forge.data.records import BindingStatus
     from baton.forge.data.tables import forge_store
+    from baton.forge.kinds.registry import facts
 
     with forge_loop() as loop:
         rows = forge_store(loop.store).list_bindings(status=BindingStatus(status) if status else None)
@@ -119,7 +120,7 @@ def forge_ls(
     table = new_table("conversation", "thread", "agent", "status", "pr", "updated")
     for b in rows:
         forge = loop.config.forges.get(b.forge)
-        pr = (forge.kind.ref(b.pr, True) if forge else f"#{b.pr}") if b.pr else "-"  # GitLab's: !N
+        pr = (facts(forge.kind).ref(b.pr, True) if forge else f"#{b.pr}") if b.pr else "-"  # GitLab's: !N
         table.add_row(*map(esc, (b.conversation, b.thread, b.agent, b.status.value, pr, ago(b.updated_at))))
     print_table(table, wide)
 

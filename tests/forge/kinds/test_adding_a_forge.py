@@ -2,8 +2,8 @@
 ``ForgeClient``, held in memory here, its implementation) and its one line in ``forge/kinds/registry.py``.
 A table of its kind defaults to its facts, read through the registry; the loop is given no client: one
 turn (a mention binds the issue, baton pushes and opens the pull request, its status comment is posted)
-reaches the forge only through the registry. A test cannot add a ``ForgeKind`` (step 3), so the new
-forge is registered under an existing kind."""
+reaches the forge only through the registry. Its kind, ``tiny``, is new: nothing outside its folder and
+its registry line names it."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ from tests.conftest import git, make_repo, wait_for
 
 # The new forge's facts (step 1, its facts.py): what a table of its kind defaults to, its webhook's headers
 FACTS = KindFacts(
-    ForgeKind.GITEA,
+    "tiny",
     "Tiny",
     "/api/v1",
     "http://t/api/v1",
@@ -141,13 +141,13 @@ class Tiny:
 
     @property
     def reader(self) -> DeliveryReader:
-        return Reader(HOOK, ForgeKind.GITEA)  # GitHub-shaped payloads
+        return Reader(HOOK, ForgeKind.GITEA)  # GitHub-shaped payloads: read with Gitea's table
 
 
 @pytest.fixture
 def tiny(monkeypatch: pytest.MonkeyPatch) -> Tiny:
     made = Tiny()
-    monkeypatch.setitem(registry.IMPLEMENTATIONS, ForgeKind.GITEA, made)  # step 2, under a kind that is
+    monkeypatch.setitem(registry.IMPLEMENTATIONS, "tiny", made)  # step 2: its one line
     return made
 
 
@@ -160,9 +160,7 @@ def loop(
     monkeypatch.setenv("TINY_TOKEN", "tiny-token")
     src = make_repo(tmp_path / "src", {"README.md": "hello\n"})
     git(tmp_path, "clone", "--bare", "--quiet", str(src), str(tmp_path / "origin.git"))
-    forge = ForgeConfig(
-        "tiny", ForgeKind.GITEA, "http://t/api/v1", "http://t", "TINY_TOKEN", "baton", "@baton"
-    )
+    forge = ForgeConfig("tiny", "tiny", "http://t/api/v1", "http://t", "TINY_TOKEN", "baton", "@baton")
     repo = RepoConfig(name="acme/api", forge="tiny", agent="fake", clone_url=str(tmp_path / "origin.git"))
     config = ForgeSettings(forges={"tiny": forge}, repos={("tiny", "acme/api"): repo})
     executor = LocalExecutor(settings, store)
@@ -205,14 +203,15 @@ def test_one_turn_reaches_the_added_forge_through_the_registry(
 
 def test_a_table_of_the_added_forge_defaults_to_its_facts(tiny: Tiny, tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text(
-        '[forge.tiny]\nkind = "gitea"\nuser = "baton"\n\n[repo."acme/api"]\ntrusted = "crew"\n'
+        '[forge.tiny]\nkind = "tiny"\nuser = "baton"\n\n[repo."acme/api"]\ntrusted = "crew"\n'
     )
     config = load_forges(tmp_path, environ={})
     forge = config.forges["tiny"]
     assert (forge.api_url, forge.web_url, forge.token_env) == (
         "http://t/api/v1",
         "http://t",
-        "BATON_GITEA_TOKEN",
+        "BATON_TINY_TOKEN",
     )
     assert config.repos[("tiny", "acme/api")].trusted == "write"  # its role name
-    assert registry.readers()["gitea"].forge is HOOK  # what POST /webhooks/gitea would read
+    assert forge.kind == "tiny" and registry.facts(forge.kind).pr_noun == "pull request"
+    assert registry.readers()["tiny"].forge is HOOK  # what POST /webhooks/tiny reads

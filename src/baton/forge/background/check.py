@@ -35,9 +35,7 @@ def check_forges(loop: ForgeLoop) -> list[dict[str, Any]]:
             loop.client(name)
             forge = loop.forge(name)  # a GitHub App's own login: its JWT works (GET /app)
             app = registry.implementation(forge.kind).app_checks(forge)
-            detail = (
-                app.forge_detail(forge) if app else f"{forge.kind.value} at {forge.api_url}, as {forge.user}"
-            )
+            detail = app.forge_detail(forge) if app else f"{forge.kind} at {forge.api_url}, as {forge.user}"
         except (BadInput, ForgeError) as exc:
             checks.append(_check(f"forge {name}", False, str(exc)))
             continue
@@ -196,7 +194,7 @@ def _hooks(
     except ForgeError as exc:
         said = f"the forge shows a repository's webhooks to its admins only ({exc.status} for this token)"
         return _check(f"{what} webhooks", True, f"{said}: not checked", warn=True)
-    path = f"/webhooks/{forge.kind.value}"
+    path = f"/webhooks/{forge.kind}"
     ours = [events for url, events in found if url.rstrip("/").endswith(path)]
     if not ours:
         return _check(

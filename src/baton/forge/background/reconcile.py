@@ -23,7 +23,6 @@ from baton.forge.data.model import (
     Comment,
     ForgeError,
     ForgeEvent,
-    ForgeKind,
     Review,
     ThreadInfo,
     Trigger,
@@ -107,7 +106,7 @@ def _repo(loop: ForgeLoop, forge: str, repo: str, report: Report, still: Callabl
     bindings = bound_threads(loop, forge, repo)
     report.repos += 1
     report.threads += len(bindings)
-    apart = loop.forge(forge).kind.numbers_apart  # GitLab: issue #3 and MR !3 are two threads
+    apart = loop.facts(forge).numbers_apart  # GitLab: issue #3 and MR !3 are two threads
     by_number = {(apart and b.on_pr, b.number): b for b in bindings} | {
         (apart, b.pr): b for b in bindings if b.pr is not None
     }
@@ -263,7 +262,7 @@ def comment_event(loop: ForgeLoop, forge: str, repo: str, info: ThreadInfo, comm
     )
 
 
-def review_event(kind: ForgeKind, forge: str, repo: str, info: ThreadInfo, review: Review) -> ForgeEvent:
+def review_event(kind: str, forge: str, repo: str, info: ThreadInfo, review: Review) -> ForgeEvent:
     return ForgeEvent(
         forge=forge,
         repo=repo,

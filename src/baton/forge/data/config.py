@@ -30,7 +30,7 @@ from baton.caps.model import NAMES, Caps, check_cap
 from baton.errors import BadInput
 from baton.forge.data.appkey import AppKey
 from baton.forge.data.kind import KindFacts, Kinds
-from baton.forge.data.model import Budget, ForgeKind, Trigger
+from baton.forge.data.model import Budget, Trigger
 from baton.keys import parse_repo
 from baton.models import Access, Environment, OnInstructions, OnPermission
 from baton.settings import FORGE_CONFIG_ENV, read_config
@@ -99,7 +99,7 @@ class ForgeConfig:
     :func:`baton.forge.kinds.github.app.identified`)."""
 
     name: str
-    kind: ForgeKind
+    kind: str  # a registered kind's name (:class:`~baton.forge.data.model.ForgeKind` names baton's)
     api_url: str  # no trailing slash
     web_url: str  # no trailing slash
     token_env: str
@@ -229,7 +229,7 @@ class ForgeSettings:
         it is not configured."""
         return self.repos.get((forge, full_name.casefold()))
 
-    def forges_of_kind(self, kind: ForgeKind | str) -> list[ForgeConfig]:
+    def forges_of_kind(self, kind: str) -> list[ForgeConfig]:
         return [f for f in self.forges.values() if f.kind == kind]
 
     def egress_of(self, repo: str) -> str | None:
@@ -248,7 +248,7 @@ class ForgeSettings:
                         return config.egress
         return None
 
-    def forge_of_kind(self, kind: ForgeKind | str, html_url: str | None = None) -> ForgeConfig | None:
+    def forge_of_kind(self, kind: str, html_url: str | None = None) -> ForgeConfig | None:
         """The forge a delivery to ``/webhooks/<kind>`` came from: the only one of that kind, or, with
         several, the one whose ``web_url`` the delivery's repository URL (``html_url``) starts with;
         None when there is none or it stays ambiguous."""
@@ -442,13 +442,13 @@ def _forge(name: str, data: Any, source: Path, home: Path, known: Kinds) -> Forg
             f"{source}: {_key('forge', name)}: a forge's name is 1-64 letters, digits, '_' or '-' "
             "(it is part of conversations and routes)"
         )
-    kinds = [k.value for k in known]
-    facts = known[ForgeKind(fields.choice("kind", kinds, name if name in kinds else ""))]
+    kinds = list(known)
+    facts = known[fields.choice("kind", kinds, name if name in kinds else "")]
     kind = facts.kind
     api_url, web_url = _urls(fields, facts)
     if any(fields.has(key) for key in _APP_KEYS):
         return _app_forge(fields, name, facts, api_url, web_url, home)
-    token_env = fields.text("token_env", f"BATON_{kind.value.upper()}_TOKEN") or ""
+    token_env = fields.text("token_env", f"BATON_{kind.upper()}_TOKEN") or ""
     if not _ENV_NAME_RE.fullmatch(token_env):
         # never echoed: it may be the token itself, pasted in the wrong place
         raise fields.error(
@@ -475,7 +475,7 @@ def _app_forge(
     ``token_env``; ``user`` and ``mention`` optional (read from GitHub: the App's bot and its slug)."""
     kind = facts.kind
     if not facts.apps:
-        raise fields.error("app_id", f"is a GitHub App's: a {kind.value} forge authenticates with token_env")
+        raise fields.error("app_id", f"is a GitHub App's: a {kind} forge authenticates with token_env")
     if fields.has("token_env"):
         raise fields.error(
             "token_env", "and app_id: a forge authenticates with a token or as a GitHub App, not both"
@@ -543,7 +543,7 @@ def _urls(fields: _Fields, facts: KindFacts) -> tuple[str, str]:
         if web_url == api_url:
             raise fields.error("web_url", f"is required when api_url does not end in {suffix}")
     if api_url is None or web_url is None:
-        raise fields.error("api_url", f"is required for a {kind.value} forge (such as https://HOST{suffix})")
+        raise fields.error("api_url", f"is required for a {kind} forge (such as https://HOST{suffix})")
     return api_url, web_url
 
 

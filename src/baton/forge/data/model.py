@@ -21,27 +21,13 @@ from baton.models import Access
 
 
 class ForgeKind(StrEnum):
-    """Which API a configured forge speaks."""
+    """The names of the forge kinds baton ships (the ``kind`` of ``[forge.<name>]``). A kind is any name
+    the registry holds (:data:`baton.forge.kinds.registry.IMPLEMENTATIONS`), so a configured forge's
+    ``kind`` is a ``str``; what a kind is like is its facts (:class:`baton.forge.data.kind.KindFacts`)."""
 
     GITHUB = "github"  # github.com or GitHub Enterprise Server (REST v3)
     GITEA = "gitea"  # Gitea or Forgejo (Gitea's REST API v1)
     GITLAB = "gitlab"  # gitlab.com or self-managed GitLab (REST API v4)
-
-    @property
-    def numbers_apart(self) -> bool:
-        """Whether issues and pull (merge) requests are numbered apart (GitLab's ``#3`` and ``!3`` are two
-        things; GitHub's and Gitea's share one sequence): every read and write then says which it means."""
-        return self is ForgeKind.GITLAB
-
-    def ref(self, number: int, pr: bool) -> str:
-        """How the forge writes a reference to issue or pull request ``number``: GitLab's merge request
-        is ``!N`` (its ``#N`` links to the issue of that number); the others' ``#N`` is either."""
-        return f"!{number}" if pr and self.numbers_apart else f"#{number}"
-
-    @property
-    def pr_noun(self) -> str:
-        """What the forge calls a pull request."""
-        return "merge request" if self is ForgeKind.GITLAB else "pull request"
 
 
 class Trigger(StrEnum):
@@ -215,7 +201,7 @@ class ForgeClient(Protocol):
 
     def thread(self, repo: str, number: int, *, pr: bool = False) -> ThreadInfo:
         """The issue (``pr`` False) or pull request ``number``; the flag matters where the two are
-        numbered apart (:attr:`ForgeKind.numbers_apart`), the other forges tell them by the number."""
+        numbered apart (``KindFacts.numbers_apart``), the other forges tell them by the number."""
         ...
 
     def updated_since(self, repo: str, since: float) -> list[ThreadInfo]:

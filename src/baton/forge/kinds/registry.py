@@ -1,5 +1,5 @@
-"""Which forge implementation serves a configured forge: the one place that maps a
-:class:`~baton.forge.data.model.ForgeKind` to its package (:data:`IMPLEMENTATIONS`: one line a forge). An
+"""Which forge implementation serves a configured forge: the one place that maps a kind's name (the
+``kind`` of ``[forge.<name>]``) to its package (:data:`IMPLEMENTATIONS`: one line a forge, all of it). An
 implementation carries its kind's facts (:func:`kinds`: what its configuration defaults to) and
 makes the forge's :class:`~baton.forge.data.model.ForgeClient`, its merge policy's
 :class:`~baton.forge.kinds.readiness.MergeClient`, reads the forge's own login where the configuration leaves
@@ -79,15 +79,20 @@ class Implementation(Protocol):
         ...
 
 
-IMPLEMENTATIONS: dict[ForgeKind, Implementation] = {
+IMPLEMENTATIONS: dict[str, Implementation] = {
     ForgeKind.GITHUB: GITHUB,
     ForgeKind.GITEA: GITEA,
     ForgeKind.GITLAB: GITLAB,
 }
 
 
-def implementation(kind: ForgeKind) -> Implementation:
+def implementation(kind: str) -> Implementation:
     return IMPLEMENTATIONS[kind]
+
+
+def facts(kind: str) -> KindFacts:
+    """What a registered kind is like (:attr:`Implementation.facts`): its numbering, its names."""
+    return implementation(kind).facts
 
 
 def kinds() -> Kinds:
@@ -97,10 +102,10 @@ def kinds() -> Kinds:
 
 def readers() -> dict[str, DeliveryReader]:
     """Each registered kind's webhook reader by the kind's name: ``/webhooks/<kind>`` (the service's)."""
-    return {kind.value: each.reader for kind, each in IMPLEMENTATIONS.items()}
+    return {kind: each.reader for kind, each in IMPLEMENTATIONS.items()}
 
 
-def reader(kind: ForgeKind) -> DeliveryReader:
+def reader(kind: str) -> DeliveryReader:
     """The reader of a forge kind's webhook deliveries (:attr:`Implementation.reader`)."""
     return implementation(kind).reader
 
@@ -111,7 +116,7 @@ def stored_parts() -> PartReaders:
     return {key: read for each in IMPLEMENTATIONS.values() for key, read in each.reader.parts.items()}
 
 
-def review_identity(kind: ForgeKind, number: int, review: Review) -> str:
+def review_identity(kind: str, number: int, review: Review) -> str:
     """A review's identity as its forge's webhook names it (:meth:`Implementation.review_identity`)."""
     return implementation(kind).review_identity(number, review)
 

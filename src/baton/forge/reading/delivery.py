@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any, ClassVar, Protocol, TypeGuard
 
 from baton.forge.data.config import ForgeConfig, ForgeSettings, MergePolicy
-from baton.forge.data.model import ForgeEvent, ForgeKind
+from baton.forge.data.model import ForgeEvent
 from baton.forge.reading import events
 from baton.forge.reading.webhook import Forge, Ignored, Target, classify
 
@@ -263,7 +263,7 @@ class Reader:
     its kind, which picks its table of feedback events in :mod:`baton.forge.reading.events`."""
 
     forge: Forge
-    kind: ForgeKind
+    kind: str
 
     @property
     def parts(self) -> PartReaders:
@@ -284,7 +284,7 @@ class Reader:
         this module): the intake then reads the same payload and says why it asks nothing."""
         forge = config.forge_of_kind(self.kind, _html_url(payload))
         if forge is None:
-            return Ignored(f"no {self.kind.value} forge is configured for this delivery")
+            return Ignored(f"no {self.kind} forge is configured for this delivery")
         closed = _closed(forge, event, payload)
         pushed = None if closed else _pushed(forge, event, payload)
         if closed or pushed:

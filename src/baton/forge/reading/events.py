@@ -469,7 +469,7 @@ GITEA_EVENTS: dict[str, Callable[[Payload, _Ctx], list[ForgeEvent] | Ignored]] =
 
 
 def read_event(
-    kind: ForgeKind,
+    kind: str,
     forge: str,
     event: str,
     payload: dict[str, Any],
@@ -508,7 +508,7 @@ def read_event(
     request."""
     if not isinstance(payload, dict):
         raise Malformed("the payload is not a JSON object")
-    handlers = GITHUB_EVENTS if ForgeKind(kind) is ForgeKind.GITHUB else GITEA_EVENTS
+    handlers = GITHUB_EVENTS if kind == ForgeKind.GITHUB else GITEA_EVENTS
     handler = handlers.get(event)
     if handler is None:
         return Ignored(f"{kind} event {event[:64]!r} asks nothing of a thread")

@@ -104,7 +104,7 @@ def unbindable(loop: ForgeLoop, event: ForgeEvent, reason: str, delivery: str | 
     if forge_store(loop.store).add_forge_event(record) is None:
         return
     audit(loop, event, Decision(False, None, False, reason), delivery)
-    kind = loop.forge(event.forge).kind
+    kind = loop.facts(event.forge)
     text = f"baton cannot take this {kind.pr_noun if event.is_pr else 'issue'}'s request: {reason}"
     try:
         loop.client(event.forge).post_comment(event.repo, event.number, text, pr=event.is_pr)
@@ -124,7 +124,7 @@ def audit(loop: ForgeLoop, event: ForgeEvent, decision: Decision, delivery: str 
         "url": event.url,
     }
     action = "forge.accepted" if decision.accepted else "forge.refused"
-    ref = loop.forge(event.forge).kind.ref(event.number, event.is_pr)  # GitLab's MR: !N, not issue #N
+    ref = loop.facts(event.forge).ref(event.number, event.is_pr)  # GitLab's MR: !N, not issue #N
     loop.store.audit(action, f"{event.forge}:{event.repo}{ref}", who(event), detail)
 
 

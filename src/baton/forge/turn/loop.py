@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 
 from baton.errors import BadInput
 from baton.forge.data.config import ForgeConfig, ForgeSettings, RepoConfig
+from baton.forge.data.kind import KindFacts
 from baton.forge.data.model import ForgeClient
 from baton.forge.data.records import Binding
 from baton.forge.data.tables import forge_store
-from baton.forge.kinds.registry import implementation, make_client
+from baton.forge.kinds.registry import facts, implementation, make_client
 from baton.forge.turn.trust import Permissions
 from baton.settings import Settings
 from baton.store import Store
@@ -82,7 +83,11 @@ class ForgeLoop:
         """``pr`` where the forge numbers issues and PRs apart (GitLab), else None: one sequence, a
         number is either (what :meth:`~baton.forge.data.tables.ForgeStore.get_binding` takes)."""
         config = self.config.forges.get(forge)
-        return pr if config is not None and config.kind.numbers_apart else None
+        return pr if config is not None and facts(config.kind).numbers_apart else None
+
+    def facts(self, forge: str) -> KindFacts:
+        """What the configured forge ``forge``'s kind is like: its numbering, its names."""
+        return facts(self.forge(forge).kind)
 
     def binding(self, forge: str, repo: str, number: int, pr: bool) -> Binding | None:
         """The thread bound to issue or pull request ``number`` (``pr``: as :meth:`which` tells it)."""

@@ -18,6 +18,7 @@ from string import Template
 from baton.forge.data.model import FailedCheck, ForgeEvent, ForgeKind, ReviewComment, Trigger
 from baton.forge.data.records import FeedbackKind
 from baton.forge.kinds.intake import split
+from baton.forge.kinds.registry import facts
 from baton.forge.reading.payload import BODY_CHARS, clean
 from baton.forge.turn import accounts
 from baton.models import Access
@@ -77,7 +78,7 @@ def render_turn(
     *,
     quoted: bool = False,
     access: Access = Access.EDIT,
-    forge_kind: ForgeKind = ForgeKind.GITHUB,
+    forge_kind: str = ForgeKind.GITHUB,
 ) -> str:
     """One prompt for a turn of coalesced events (arrival order). ``quoted``: the turn runs read-only
     for an untrusted actor, and every event is presented as quoted context, not as an instruction.
@@ -117,7 +118,7 @@ def render_event(
     *,
     quoted: bool = False,
     access: Access = Access.EDIT,
-    forge_kind: ForgeKind = ForgeKind.GITHUB,
+    forge_kind: str = ForgeKind.GITHUB,
 ) -> str:
     """One event with its kind's template (the ``context`` one when ``quoted``)."""
     where = _where(event, forge_kind)
@@ -180,10 +181,11 @@ def _who(event: ForgeEvent) -> str:
     return f"{login} ({', '.join(notes)})" if notes else login
 
 
-def _where(event: ForgeEvent, kind: ForgeKind) -> str:
+def _where(event: ForgeEvent, forge_kind: str) -> str:
     repo = _line(event.repo)
     if event.number <= 0:  # a commit status whose pull request is not known yet: its commit says
         return repo
+    kind = facts(forge_kind)
     said = f"{repo} {kind.pr_noun if event.is_pr else 'issue'} {kind.ref(event.number, event.is_pr)}"
     intake, place = split(event.source)
     return f"{said} (said in {_line(intake)}: {_line(place)})" if intake else said

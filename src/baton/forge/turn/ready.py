@@ -81,7 +81,7 @@ def _approval_text(sha: str, names: list[str]) -> str:
 def _review(loop: ForgeLoop, event: ForgeEvent, binding: Binding) -> ForgeEvent:
     """A review with all its inline comments (a webhook of one inline comment names only that one)."""
     assert binding.pr is not None
-    kind = loop.forge(event.forge).kind
+    kind = loop.facts(event.forge)
     since = event.at - gathering.WINDOW if kind.numbers_apart and event.at else None
     reviews = loop.client(event.forge).reviews(event.repo, binding.pr, since=since)
     if kind.numbers_apart:  # GitLab: a note each, no review id; the author's unanswered ones gathered
@@ -93,7 +93,7 @@ def _review(loop: ForgeLoop, event: ForgeEvent, binding: Binding) -> ForgeEvent:
         }
         return gathering.gather(event, reviews, known)
     for review in reviews:
-        if registry.review_identity(kind, binding.pr, review) == event.identity:
+        if registry.review_identity(kind.kind, binding.pr, review) == event.identity:
             return replace(
                 event,
                 body=review.body or event.body,

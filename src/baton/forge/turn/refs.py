@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from baton.errors import BadInput
 from baton.forge.data.config import ForgeSettings
+from baton.forge.kinds.registry import facts
 
 CONVERSATION = re.compile(
     r"(?:(?P<forge>[A-Za-z0-9][A-Za-z0-9_-]{0,63}):)?(?P<repo>[^#!\s:\x00-\x1f\x7f]+/[^#!\s:\x00-\x1f\x7f]+)"
@@ -49,10 +50,10 @@ def parse_ref(config: ForgeSettings, text: str) -> Ref:
     if forge not in config.forges:
         raise BadInput(f"no forge named {forge!r} in the configuration")
     ref = Ref(forge, found["repo"], int(found["number"]), found["sign"] == "!")
-    kind = config.forges[forge].kind
+    kind = facts(config.forges[forge].kind)
     if ref.pr and not kind.numbers_apart:
         raise BadInput(
-            f"{text!r}: {kind.value} numbers issues and pull requests in one sequence and writes both "
+            f"{text!r}: {kind.kind} numbers issues and pull requests in one sequence and writes both "
             f"#N: {forge}:{ref.repo}#{ref.number}"
         )
     return ref

@@ -89,7 +89,7 @@ def bind_thread(
         pr=number if info.is_pr else None,
         on_pr=info.is_pr,
         # GitLab's merge request !N is a thread apart from issue #N: its conversation is written so
-        sign=loop.forge(forge).kind.ref(number, info.is_pr)[0],
+        sign=loop.facts(forge).ref(number, info.is_pr)[0],
         head_sha=info.head_sha,
         branch=info.head_ref if info.is_pr and (not fork or info.head_clone_url) else None,
         access=Access.READ if fork else access or config.access,
@@ -254,7 +254,9 @@ def state_from_store(
         "needs_human": binding.status == BindingStatus.NEEDS_HUMAN,
         "links": links(binding, forge),
         # the thread's PR as its forge writes it (GitLab's merge request: !N)
-        "pr_ref": (forge.kind if forge else ForgeKind.GITHUB).ref(binding.pr, True) if binding.pr else None,
+        "pr_ref": registry.facts(forge.kind if forge else ForgeKind.GITHUB).ref(binding.pr, True)
+        if binding.pr
+        else None,
         "events_total": len(records),
         "events": [_event(e.event, e.kind.value, e.status, e.reason, e.job_id, e.identity) for e in shown],
         "turns": turns,
@@ -274,7 +276,9 @@ def links(binding: Binding, forge: ForgeConfig | None) -> dict[str, str | None]:
         return {"issue": None, "pr": None}
     base = f"{forge.web_url}/{binding.repo}"
     issues, pulls = registry.implementation(forge.kind).web_paths
-    started_on_pr = binding.on_pr or (not forge.kind.numbers_apart and binding.pr == binding.number)
+    started_on_pr = binding.on_pr or (
+        not registry.facts(forge.kind).numbers_apart and binding.pr == binding.number
+    )
     return {
         "issue": None if started_on_pr else f"{base}/{issues}/{binding.number}",
         "pr": f"{base}/{pulls}/{binding.pr}" if binding.pr is not None else None,

@@ -30,6 +30,7 @@ from baton.forge.data.model import ForgeError, ForgeEvent, ForgeKind
 from baton.forge.data.records import Binding, BindingStatus
 from baton.forge.data.tables import forge_store
 from baton.forge.kinds.intake import Message, Said
+from baton.forge.kinds.registry import facts
 from baton.forge.turn import open_merge, places, start
 from baton.forge.turn.loop import ForgeLoop
 from baton.forge.turn.threads import STATUS_HEAD, status_comment_of
@@ -624,7 +625,7 @@ def status_text(
     job: JobRecord,
     result: dict[str, Any],
     public_url: str = "",
-    kind: ForgeKind = ForgeKind.GITHUB,
+    kind: str = ForgeKind.GITHUB,
 ) -> str:
     """The one status comment of a thread, as it reads after this turn (its PR named as ``kind``'s
     forge writes it: GitLab's ``!N``)."""
@@ -638,7 +639,7 @@ def status_text(
     lines += _pushed(result)
     lines += _waiting(job, result) + _went_on(job)
     if result.get("pr"):
-        lines.append(f"- opened {kind.ref(int(result['pr']), pr=True)}")
+        lines.append(f"- opened {facts(kind).ref(int(result['pr']), pr=True)}")
     if isinstance(cost, (int, float)):
         lines.append(f"- cost: ${cost:.4f}")
     if (setup := setup_failed.status_lines(job.error)) is not None:

@@ -36,6 +36,8 @@ FACTS = KindFacts(
     # its role names, as its members are given them, for ``trusted``: the permission each maps to
     roles={"developer": "write", "maintainer": "maintain", "owner": "admin"},
     max_groups=20,  # its subgroups nest at most 20 deep
+    numbers_apart=True,  # issue #N and merge request !N
+    pr_noun="merge request",
 )
 
 # GitLab's own users (lib/users/internal.rb; a number is added when the name was taken: ``ghost1``),
