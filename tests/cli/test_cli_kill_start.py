@@ -147,3 +147,27 @@ def test_kill_9_during_the_first_start_up_of_a_key(
         assert after["outcome"] == "succeeded", (seed, delay, after)
         outcomes = runs_of(settings, src_repo, f"first-{i}")
         assert Outcome.RUNNING not in outcomes and set(outcomes) <= {Outcome.SUCCEEDED, Outcome.CRASHED}
+
+
+def test_a_first_run_killed_between_its_worktree_and_its_claim_leaves_no_stranger(
+    src_repo: Path, baton_env: dict[str, str], settings: Settings
+) -> None:
+    """The moment a random kill found once: ``git worktree add`` done, its admin dir still named by git
+    (the thread's directory), not yet the key's. The next run adopts it as the key's own worktree
+    before it looks for other holders of the branch, instead of refusing it as a stranger's."""
+    from baton.keys import Key
+    from baton.workspace.gitlinks import admin_dir
+    from baton.workspace.workdirs import Workdirs
+
+    env = {**os.environ, **baton_env}
+    key = ["run", "-a", "fake", "-r", str(src_repo), "-t", "claimed"]
+    assert normal([*key, "the first turn"], env)["outcome"] == "succeeded"
+    workdirs = Workdirs(settings)
+    found = Key("fake", parse_repo(str(src_repo)), "claimed")
+    path, cache = workdirs.worktree_path(found), workdirs.cache_path(found.repo)
+    unclaimed = cache / "worktrees" / "claimed"
+    os.rename(admin_dir(cache, found), unclaimed)  # as git named it, before baton's claim
+    (path / ".git").write_text(f"gitdir: {unclaimed}\n")
+    after = normal([*key, "the next turn"], env)
+    assert after["outcome"] == "succeeded", after
+    assert admin_dir(cache, found).is_dir() and not unclaimed.exists()  # adopted: the key's name

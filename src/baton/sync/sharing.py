@@ -75,10 +75,12 @@ def take_branch(
     cache = workdirs.cache_path(key.repo)
     if not (cache / "HEAD").is_file():
         return Taken()  # no cache clone yet: no worktree of the repo either
+    # the key's own worktree first: one whose first run was killed after ``git worktree add`` still has
+    # git's name for its admin dir, and is adopted here, not refused below as a stranger's
+    wt = workdirs.worktree_git(key)
     own = gitlinks.admin_name(key)
     others = [name for name in parking.holders(cache, branch) if name != own]
     parked = _park_others(workdirs, store, key, branch, others, stop) if others else []
-    wt = workdirs.worktree_git(key)
     taken = _unpark(workdirs, key, wt, branch) if wt is not None else Taken()
     if parked:
         said = f"parked the worktree of {', '.join(parked)} (on {branch!r}, which this key writes now)"
