@@ -73,6 +73,26 @@ def test_a_large_prompt_on_stdin_never_deadlocks(tmp_path: Path) -> None:
     assert len(lines) == 20001 and result.log_error is None
 
 
+# What the agent finds in its stdin at its very first instruction, without waiting: Gemini gives up on a
+# pipe that stays empty for 500 ms, so the prompt must be there when it starts, not fed a moment later.
+AT_ONCE = """
+import os, select, sys
+ready = select.select([0], [], [], 0)[0]
+first = os.read(0, 1 << 20) if ready else b""
+rest = sys.stdin.buffer.read()
+print(len(first), len(first) + len(rest))
+"""
+
+
+@pytest.mark.parametrize("size", [1, 200_000, 3 * 1024 * 1024])
+def test_the_prompt_is_in_stdin_when_the_agent_starts(tmp_path: Path, size: int) -> None:
+    """Up to 1 MiB of it before the agent runs (the pipe grown to hold it), the rest fed after."""
+    result, lines = go(AT_ONCE, tmp_path, stdin=b"p" * size)
+    first, whole = map(int, lines[-1].split())
+    assert result.exit_code == 0 and whole == size, result.stderr
+    assert first >= min(size, 65_536), lines  # readable at once: never an empty pipe at the start
+
+
 def test_stdin_is_devnull_without_a_prompt(tmp_path: Path) -> None:
     result, lines = go("import sys; print(repr(sys.stdin.read()))", tmp_path)
     assert result.exit_code == 0 and lines == ["''"]

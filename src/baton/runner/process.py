@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import shutil
@@ -184,6 +185,57 @@ class _Pumps:
             self._call(self.on_stderr, line)
 
 
+PIPE_BYTES = 1 << 20  # the most of a prompt put in the agent's stdin before it starts (Linux's pipe-max-size)
+
+
+@dataclass
+class _Stdin:
+    """The agent's stdin: a pipe that holds as much of the prompt as it can (its size raised up to
+    :data:`PIPE_BYTES`) before the agent starts, so the agent never finds it empty — Gemini gives up on a
+    pipe that stays empty for 500 ms, which a thread feeding it after the start missed once on a loaded
+    machine. The rest, if any, is fed from a thread (:func:`_feed`); None: ``/dev/null``."""
+
+    read: int | None = None  # the agent's end (the parent's copy closed once it started)
+    write: IO[bytes] | None = None
+    rest: bytes = b""
+
+    @classmethod
+    def of(cls, data: bytes | None) -> _Stdin:
+        if data is None:
+            return cls()
+        read, write = os.pipe()  # not inherited: only the agent's dup of ``read`` reaches it
+        with contextlib.suppress(OSError):  # a smaller pipe only means more is fed after the start
+            fcntl.fcntl(write, fcntl.F_SETPIPE_SZ, min(max(len(data), 1 << 16), PIPE_BYTES))
+        os.set_blocking(write, False)
+        try:
+            put = os.write(write, data) if data else 0
+        except BlockingIOError:
+            put = 0
+        os.set_blocking(write, True)
+        return cls(read, os.fdopen(write, "wb", buffering=0), data[put:])
+
+    def started(self) -> None:
+        """The agent has its own end now (or failed to start): the parent's is closed."""
+        if self.read is not None:
+            os.close(self.read)
+            self.read = None
+
+    def feeder(self) -> threading.Thread | None:
+        """The thread that writes the rest and closes the pipe; the pipe closed now when all is in it."""
+        if self.write is None:
+            return None
+        if not self.rest:
+            self.close()
+            return None
+        return threading.Thread(target=_feed, args=(self.write, self.rest), daemon=True)
+
+    def close(self) -> None:
+        self.started()
+        if self.write is not None:
+            with contextlib.suppress(OSError):
+                self.write.close()
+
+
 def _feed(pipe: IO[bytes], data: bytes) -> None:
     """Write the prompt to the agent's stdin and close it, from its own thread (a prompt larger than
     the pipe buffer blocks until the agent reads it, while the pumps keep its stdout flowing). An
@@ -212,7 +264,7 @@ def _start(
     argv: list[str],
     env: dict[str, str],
     cwd: Path,
-    stdin: bytes | None,
+    stdin: int | None,
     spawn: Spawn | None = None,
     doors: list[int] | None = None,
 ) -> subprocess.Popen[bytes]:
@@ -228,7 +280,7 @@ def _start(
             command,
             cwd=cwd,
             env=env,
-            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+            stdin=subprocess.DEVNULL if stdin is None else stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
@@ -274,21 +326,24 @@ def run_process(
     whatever outlived it, however the agent ended (:attr:`ProcessResult.reaped`)."""
     pumps = _Pumps(log, on_line, on_stderr)
     limits = _Limits(timeout, idle_timeout, lambda: pumps.last_output, stop_when)
+    fed = _Stdin.of(stdin)
     try:
         with STARTING:  # registered before a run that ends alone looks (baton.sandbox.reaper)
             doors = contain.doors() if contain is not None else []
             try:
-                proc = _start(argv, env, cwd, stdin, spawn, doors)
+                proc = _start(argv, env, cwd, fed.read, spawn, doors)
             finally:
+                fed.started()
                 for door in doors:
                     os.close(door)
             if contain is not None:
                 contain.start(proc.pid)
     except BaseException:
+        fed.close()
         if contain is not None:
             contain.end()  # its group is made, empty: removed
         raise
-    threads = _pump(proc, pumps, stdin)
+    threads = _pump(proc, pumps, fed)
     killed = True  # the agent's process group, until the agent is found to have ended on its own
     try:
         try:
@@ -320,15 +375,14 @@ def run_process(
     )
 
 
-def _pump(proc: subprocess.Popen[bytes], pumps: _Pumps, stdin: bytes | None) -> list[threading.Thread]:
-    """The threads that drain the agent's stdout and stderr and feed its stdin, started."""
+def _pump(proc: subprocess.Popen[bytes], pumps: _Pumps, fed: _Stdin) -> list[threading.Thread]:
+    """The threads that drain the agent's stdout and stderr and feed the rest of its stdin, started."""
     threads = [
         threading.Thread(target=pumps.out, args=(proc.stdout,), daemon=True),
         threading.Thread(target=pumps.err, args=(proc.stderr,), daemon=True),
     ]
-    if stdin is not None:
-        assert proc.stdin is not None
-        threads.append(threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True))
+    if (feeder := fed.feeder()) is not None:
+        threads.append(feeder)
     for thread in threads:
         thread.start()
     return threads
