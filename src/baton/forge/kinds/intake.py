@@ -42,7 +42,8 @@ class Intake(Protocol):
 
     def tell(self, place: str, message: Message) -> str:
         """Say ``message`` at ``place`` (the intake's own address of the conversation): ``"posted"``, or
-        why not. Never raises: a message that could not be said is kept in the turn's result."""
+        why not. Never raises: a message that could not be said is kept in the turn's result. A turn
+        published again (its publisher died) tells it again: ``(job_id, said)`` is its identity."""
         ...
 
 
