@@ -254,7 +254,8 @@ def per_kind(document: dict[str, Any]) -> dict[str, Any]:
 
 def unknown_kind(kind: str) -> str:
     """Why a POST to ``/webhooks/<kind>`` finds no forge (the gate's 404)."""
-    return f"no forge kind {kind!r} takes webhooks here (known: {', '.join(READERS)})"
+    named = kind if len(kind) <= 64 else kind[:64] + "…"  # the path is the sender's: never echoed whole
+    return f"no forge kind {named!r} takes webhooks here (known: {', '.join(READERS)})"
 
 
 class Delivery(BaseModel):

@@ -106,3 +106,18 @@ def test_a_chat_that_is_down_or_not_registered_loses_nothing(
     assert dispatch.handle(loop, said_in("room-7", 2, "and a farewell")).status == "accepted"
     idle(loop)
     assert len(forge.answers()) == 1
+
+
+def test_an_intake_that_raises_fails_its_place_and_never_the_publish(
+    loop: ForgeLoop, forge: MemoryForge, chat: Chat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(place: str, message: Message) -> str:
+        raise RuntimeError("the chat's client broke")
+
+    monkeypatch.setattr(chat, "tell", broken)
+    assert dispatch.handle(loop, said_in("room-7", 1, "@baton add a greeting")).status == "accepted"
+    idle(loop)  # published all the same: no turn left unpublished
+    [job] = loop.store.list_jobs(limit=1)
+    published = forge_store(loop.store).published(job.id) or {}
+    assert published["reply"] == "failed: the chat's client broke" and forge.prs
+    assert len(forge.statuses()) == 1  # the status comment, kept and saved with the binding

@@ -66,5 +66,16 @@ def beside_the_forge(where: list[Place]) -> list[Place]:
 
 def tell(where: list[Place], message: Message) -> str:
     """Tell ``message`` at each place: ``"posted"``, or what each place that failed said."""
-    failed = [said for intake, place in where if (said := intake.tell(place, message)) != "posted"]
+    failed = [said for intake, place in where if (said := _told(intake, place, message)) != "posted"]
     return "; ".join(failed) if failed else "posted"
+
+
+def _told(intake: Intake, place: str, message: Message) -> str:
+    """One place told: an intake that raises (it should not) fails its place, never the publish."""
+    try:
+        return intake.tell(place, message)
+    except Exception as exc:  # another intake's code: its failure is its place's, not the publish's
+        log.warning(
+            "forge %s: %s was not told at %r: %s", message.conversation, message.said.value, place, exc
+        )
+        return f"failed: {exc}"
