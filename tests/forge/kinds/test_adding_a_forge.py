@@ -215,3 +215,11 @@ def test_a_table_of_the_added_forge_defaults_to_its_facts(tiny: Tiny, tmp_path: 
     assert config.repos[("tiny", "acme/api")].trusted == "write"  # its role name
     assert forge.kind == "tiny" and registry.facts(forge.kind).pr_noun == "pull request"
     assert registry.readers()["tiny"].forge is HOOK  # what POST /webhooks/tiny reads
+
+
+def test_each_registry_line_names_the_kind_its_facts_name() -> None:
+    """A kind's name is said twice, in its line and in its facts: the two never differ."""
+    assert {kind: each.facts.kind for kind, each in registry.IMPLEMENTATIONS.items()} == {
+        kind: kind for kind in registry.IMPLEMENTATIONS
+    }
+    assert list(registry.IMPLEMENTATIONS) == ["github", "gitea", "gitlab"]
